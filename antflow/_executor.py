@@ -1,0 +1,789 @@
+"""AsyncExecutor: a bounded pool of worker coroutines on raw loop futures.
+
+The pool has ``max_workers`` slots. A slot is a long-lived worker coroutine (started
+lazily, on the first item that finds every worker busy) that pops items from one deque
+and awaits each item's coroutine inline: no Task, no queue object and no lock per item.
+An idle worker parks on a raw future from ``loop.create_future()``; ``submit`` wakes
+exactly one. The loop is single-threaded, so the pool's state lives in plain
+attributes that change only between two awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import sys
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from inspect import isawaitable
+from types import CoroutineType, TracebackType
+from typing import Any, Final, TypeVar
+
+from ._errors import ExecutorShutdownError
+from ._calls import MapCall, MapIterator
+from ._future import CANCELLED, FINISHED, PENDING, RUNNING, AsyncFuture
+from ._ratelimit import RateLimiter
+from ._retry import call_with_retries
+from ._stats import ExecutorStats
+from ._waiting import WaitStrategy, as_completed, wait
+
+__all__ = ["AsyncExecutor"]
+
+_T = TypeVar("_T")
+
+_get_running_loop = asyncio._get_running_loop  # C-fast, and returns None outside a loop
+_HAS_UNCANCEL: Final = sys.version_info >= (3, 11)
+
+# The states of the executor.
+_OPEN = 0
+_CLOSING = 1  # shutdown() called: no new work; queued work and calls in progress finish
+_CLOSED = 2  # every worker has exited
+_STATE_NAMES = ("open", "closing", "closed")
+
+# Every how many items a worker lets the loop run other callbacks, so that a stream of
+# items that never suspend cannot starve the loop.
+_YIELD_EVERY = 64
+
+
+def _default_max_workers() -> int:
+    import os
+
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _check_non_negative(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} must be greater than 0, got {value!r}")
+
+
+def _check_callable(fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn must be an async callable, got {type(fn).__name__}: {fn!r}")
+
+
+def _not_awaitable(fn: Callable[..., Any], value: object) -> TypeError:
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return TypeError(
+        f"{name}() returned {type(value).__name__}, which is not awaitable: "
+        "antflow runs async functions (or callables returning an awaitable)"
+    )
+
+
+class _Options:
+    """What an item needs beyond ``await fn(*args)``; None on the fast path."""
+
+    __slots__ = ("retries", "retry_delay", "semaphore", "task_timeout", "limiter", "context")
+
+    def __init__(
+        self,
+        retries: int,
+        retry_delay: float,
+        semaphore: asyncio.Semaphore | None,
+        task_timeout: float | None,
+        limiter: RateLimiter | None,
+        context: bool,
+    ) -> None:
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.semaphore = semaphore
+        self.task_timeout = task_timeout
+        self.limiter = limiter
+        self.context = context
+
+
+class AsyncExecutor:
+    """Run async callables on a bounded pool of workers, the ``concurrent.futures`` way.
+
+    ``submit`` queues one call and returns an :class:`AsyncFuture`; ``map`` and
+    ``map_iter`` run a callable over iterables in input order, reading the input lazily
+    with a bounded window of items in flight; ``as_completed`` and ``wait`` coordinate
+    futures. At most ``max_workers`` calls run at once.
+
+    Creating an executor does nothing: it binds to the running loop on first use, and
+    using it from another loop raises :class:`RuntimeError`. Use it as ``async with``
+    (the exit waits for queued work) or call :meth:`shutdown`.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = 5,
+        *,
+        max_pending: int = 0,
+        max_per_second: float | None = None,
+        task_timeout: float | None = None,
+        propagate_context: bool = False,
+        name: str | None = None,
+    ) -> None:
+        if max_workers is None:
+            max_workers = _default_max_workers()
+        elif isinstance(max_workers, bool) or not isinstance(max_workers, int):
+            raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int):
+            raise TypeError(f"max_pending must be an int, got {type(max_pending).__name__}")
+        if max_pending < 0:
+            raise ValueError(f"max_pending must not be negative (0 = no bound), got {max_pending}")
+        if max_per_second is not None:
+            _check_positive("max_per_second", max_per_second)
+        if task_timeout is not None:
+            _check_positive("task_timeout", task_timeout)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+
+        self._max_workers: Final = max_workers
+        self._max_pending: Final = max_pending
+        self._max_per_second: Final = max_per_second
+        self._task_timeout: Final = task_timeout
+        self._propagate_context: Final = bool(propagate_context)
+        self._name: Final = name or "antflow"
+        self._limiter = RateLimiter(max_per_second) if max_per_second is not None else None
+        # The options every item gets unless its call gives its own; None = fast path.
+        self._default_opts: _Options | None = None
+        if self._limiter is not None or task_timeout is not None or propagate_context:
+            self._default_opts = _Options(0, 0.1, None, task_timeout, self._limiter, bool(propagate_context))
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = _OPEN
+        self._queue: deque[AsyncFuture[Any]] = deque()
+        self._idle: deque[asyncio.Future[None]] = deque()  # parked workers' wake-up futures
+        self._room_waiters: deque[asyncio.Future[None]] = deque()  # asubmit/map waiting for room
+        self._workers: set[asyncio.Task[None]] = set()
+        self._worker_seq = 0
+        self._calls: set[Any] = set()  # map / map_iter calls in progress
+        self._drained: asyncio.Future[None] | None = None  # set when the last worker exits
+        # Counters (see ExecutorStats); updated before a future is resolved.
+        self._submitted = 0
+        self._pending = 0
+        self._running = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._retried = 0
+
+    # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:
+        """How many items may run at once."""
+        return self._max_workers
+
+    def stats(self) -> ExecutorStats:
+        """Return a snapshot of the counters; cheap enough to call per request."""
+        return ExecutorStats(
+            self._submitted,
+            self._pending,
+            self._running,
+            self._completed,
+            self._failed,
+            self._cancelled,
+            self._retried,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncExecutor {self._name!r} {_STATE_NAMES[self._state]} "
+            f"max_workers={self._max_workers} workers={len(self._workers)} "
+            f"idle={len(self._idle)} pending={self._pending} running={self._running} "
+            f"calls={len(self._calls)}>"
+        )
+
+    # -- binding ----------------------------------------------------------------------------
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """Return the running loop, binding to it on first use."""
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("AsyncExecutor must be used from a coroutine on a running loop")
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                "this AsyncExecutor is bound to another event loop (the loop of its first "
+                "use); create one executor per event loop"
+            )
+        return loop
+
+    def _check_open(self) -> None:
+        if self._state != _OPEN:
+            raise ExecutorShutdownError("cannot schedule new work after shutdown()")
+
+    # -- submitting -------------------------------------------------------------------------
+
+    def _options(
+        self,
+        retries: int,
+        retry_delay: float,
+        semaphore: asyncio.Semaphore | None,
+        task_timeout: float | None,
+    ) -> _Options | None:
+        """Validate one call's options and return the _Options its items share."""
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise TypeError(f"retries must be an int, got {type(retries).__name__}")
+        if retries < 0:
+            raise ValueError(f"retries must not be negative, got {retries}")
+        _check_non_negative("retry_delay", retry_delay)
+        if semaphore is not None and not (
+            hasattr(semaphore, "__aenter__") and hasattr(semaphore, "__aexit__")
+        ):
+            raise TypeError(
+                f"semaphore must be an asyncio.Semaphore (an async context manager), "
+                f"got {type(semaphore).__name__}"
+            )
+        if task_timeout is not None:
+            _check_positive("task_timeout", task_timeout)
+        else:
+            task_timeout = self._task_timeout
+        if not retries and semaphore is None and task_timeout == self._task_timeout:
+            return self._default_opts
+        return _Options(
+            retries, retry_delay, semaphore, task_timeout, self._limiter, self._propagate_context
+        )
+
+    def submit(
+        self,
+        fn: Callable[..., Awaitable[_T]],
+        /,
+        *args: Any,
+        retries: int = 0,
+        retry_delay: float = 0.1,
+        semaphore: asyncio.Semaphore | None = None,
+        task_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> AsyncFuture[_T]:
+        """Queue ``fn(*args, **kwargs)`` and return its :class:`AsyncFuture`.
+
+        The call never runs before ``submit`` returns. ``retries`` extra attempts are made
+        on exceptions, waiting ``retry_delay * 2**k`` seconds before the k-th retry.
+        ``semaphore`` is acquired around each attempt, so a limit can be shared by tasks
+        of several executors. ``task_timeout`` cancels an attempt that runs longer (it
+        then fails with :class:`asyncio.TimeoutError`, and is retried if retries remain).
+        Raises :class:`ExecutorShutdownError` after shutdown and
+        :class:`asyncio.QueueFull` when ``max_pending`` items are already waiting.
+        """
+        if _get_running_loop() is not self._loop:
+            self._bind()
+        if self._state != _OPEN:
+            self._check_open()
+        if not callable(fn):
+            _check_callable(fn)
+        if retries or semaphore is not None or task_timeout is not None or retry_delay != 0.1:
+            opts = self._options(retries, retry_delay, semaphore, task_timeout)
+        else:
+            opts = self._default_opts
+        if self._max_pending and self._pending >= self._max_pending:
+            raise asyncio.QueueFull(
+                f"{self._pending} items are already waiting (max_pending={self._max_pending}); "
+                "use 'await executor.asubmit(...)' to wait for room"
+            )
+        future: AsyncFuture[_T] = AsyncFuture(self, fn, args, kwargs or None, opts)
+        if opts is not None and opts.context:
+            future._context = contextvars.copy_context()
+        self._enqueue(future)
+        return future
+
+    async def asubmit(
+        self,
+        fn: Callable[..., Awaitable[_T]],
+        /,
+        *args: Any,
+        retries: int = 0,
+        retry_delay: float = 0.1,
+        semaphore: asyncio.Semaphore | None = None,
+        task_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> AsyncFuture[_T]:
+        """Like :meth:`submit`, but wait for room when ``max_pending`` items are waiting."""
+        self._bind()
+        self._check_open()
+        if self._max_pending:
+            await self._wait_for_room()
+        return self.submit(
+            fn,
+            *args,
+            retries=retries,
+            retry_delay=retry_delay,
+            semaphore=semaphore,
+            task_timeout=task_timeout,
+            **kwargs,
+        )
+
+    def submit_threadsafe(
+        self, fn: Callable[..., Awaitable[_T]], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[_T]:
+        """Submit from another thread; return a :class:`concurrent.futures.Future`.
+
+        The executor must already be bound to a running loop (used once from it). The
+        call's result, exception or cancellation reaches the returned future; cancelling
+        the returned future cancels the task. Keyword arguments are those of
+        :meth:`submit`. This is the executor's one door from other threads.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError(
+                "submit_threadsafe needs an executor bound to a running loop: use it once "
+                "from that loop first"
+            )
+        _check_callable(fn)
+        outer: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+        def relay(inner: AsyncFuture[_T]) -> None:
+            if not outer.set_running_or_notify_cancel():
+                return
+            if inner._state == CANCELLED:
+                outer.cancel()  # pragma: no cover - a RUNNING cf future cannot be cancelled
+            elif inner._exception is not None:
+                outer.set_exception(inner._exception)
+            else:
+                outer.set_result(inner._result)
+
+        def start() -> None:
+            if outer.cancelled():
+                return
+            try:
+                inner = self.submit(fn, *args, **kwargs)
+            except BaseException as exc:
+                if outer.set_running_or_notify_cancel():
+                    outer.set_exception(exc)
+                return
+
+            def on_end(inner: AsyncFuture[_T]) -> None:
+                if inner._state == CANCELLED:
+                    outer.cancel()
+                else:
+                    relay(inner)
+
+            inner._listen(on_end)
+            outer.add_done_callback(
+                lambda f: loop.call_soon_threadsafe(inner.cancel) if f.cancelled() else None
+            )
+
+        loop.call_soon_threadsafe(start)
+        return outer
+
+    def _enqueue(self, item: AsyncFuture[Any]) -> None:
+        """Queue an item and wake one parked worker, or start a worker if none is parked."""
+        self._queue.append(item)
+        self._submitted += 1
+        self._pending += 1
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        if len(self._workers) < self._max_workers:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._worker_seq += 1
+        task = loop.create_task(self._work(), name=f"{self._name}-worker-{self._worker_seq}")
+        self._workers.add(task)
+
+    async def _wait_for_room(self, accepted: bool = False) -> None:
+        """Wait until fewer than ``max_pending`` items are queued.
+
+        ``accepted`` work (a map call in progress) may go on after shutdown; new work
+        (``asubmit``) raises ExecutorShutdownError instead.
+        """
+        loop = self._bind()
+        while self._pending >= self._max_pending and (accepted or self._state == _OPEN):
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._room_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                # A wake-up this waiter can no longer use goes to the next one.
+                if waiter.done() and not waiter.cancelled():
+                    self._on_room()
+                raise
+        if not accepted:
+            self._check_open()
+
+    def _on_room(self) -> None:
+        """A pending item left the queue: let one waiter for room go on."""
+        waiters = self._room_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    # -- the worker ----------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        """One slot of the pool: run queued items one after another until shutdown."""
+        loop = self._loop
+        assert loop is not None
+        task = asyncio.current_task()
+        assert task is not None
+        queue = self._queue
+        ran = 0
+        item: AsyncFuture[Any] | None = None
+        # Python 3.10 cannot tell an item's own CancelledError from a cancel of the
+        # worker, so the worker stops on both; then it is replaced if work is left.
+        replace = False
+        try:
+            while True:
+                if not queue:
+                    if self._state != _OPEN and not self._calls:
+                        return
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._idle.append(waiter)
+                    await waiter
+                    continue
+                item = queue.popleft()
+                if item._state != PENDING:  # cancelled while queued
+                    continue
+                self._pending -= 1
+                self._running += 1
+                item._state = RUNNING
+                item._runner = task
+                if self._room_waiters:
+                    self._on_room()
+                try:
+                    if item._opts is None:
+                        fn = item._fn
+                        assert fn is not None
+                        kwargs = item._kwargs
+                        coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
+                        if type(coro) is not CoroutineType and not isawaitable(coro):
+                            raise _not_awaitable(fn, coro)
+                        result = await coro
+                    else:
+                        result = await self._run_with_options(item, item._opts)
+                except asyncio.CancelledError:
+                    if not self._item_cancelled(item, task):
+                        replace = not _HAS_UNCANCEL
+                        raise
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    self._item_failed(item, exc)
+                    raise
+                except BaseException as exc:
+                    self._item_failed(item, exc)
+                else:
+                    if item._state == RUNNING:
+                        self._running -= 1
+                        self._completed += 1
+                        item._state = FINISHED
+                        item._result = result
+                        item._fn = item._args = item._kwargs = item._runner = None  # type: ignore[assignment]
+                        item._ended()
+                    elif item._runner is task and _HAS_UNCANCEL:
+                        # Cancelled while it ran, but it swallowed the CancelledError.
+                        task.uncancel()
+                item = None
+                ran += 1
+                if ran == _YIELD_EVERY:
+                    ran = 0
+                    await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            # The worker itself was cancelled (loop teardown): the item it ran ends cancelled.
+            if item is not None and item._state == RUNNING:
+                item._runner = None
+                item.cancel()
+            raise
+        finally:
+            self._worker_exited(task, replace)
+
+    def _item_cancelled(self, item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:
+        """Settle a CancelledError out of an item; return False if the worker must stop."""
+        if item._state == CANCELLED and item._runner is task:
+            # Our own cancel, sent by item.cancel(): consume it. A cancel from outside
+            # (loop teardown) may have come too; then the worker stops as asked.
+            if _HAS_UNCANCEL:
+                return task.uncancel() == 0
+            return True
+        # The item raised CancelledError itself, or the worker was cancelled from
+        # outside while the item ran (3.10 cannot tell these apart, see _work).
+        outside = task.cancelling() > 0 if _HAS_UNCANCEL else True
+        if item._state == RUNNING:
+            item._runner = None
+            item.cancel()
+        return not outside
+
+    def _item_failed(self, item: AsyncFuture[Any], exc: BaseException) -> None:
+        if item._state == RUNNING:
+            self._running -= 1
+            self._failed += 1
+            item._state = FINISHED
+            item._exception = exc
+            item._fn = item._args = item._kwargs = item._runner = None  # type: ignore[assignment]
+            item._ended()
+
+    def _worker_exited(self, task: asyncio.Task[None], replace: bool) -> None:
+        self._workers.discard(task)
+        if replace and self._queue and self._state != _CLOSED:
+            self._start_worker()
+        else:
+            self._maybe_closed()
+
+    async def _run_with_options(self, item: AsyncFuture[Any], opts: _Options) -> Any:
+        """The slow path: context, retries, semaphore, rate limit and timeout."""
+        if opts.context:
+            loop = self._loop
+            assert loop is not None
+            context = item._context
+            coro = self._attempts(item, opts)
+            if sys.version_info >= (3, 11):
+                inner = loop.create_task(coro, context=context)
+            else:  # pragma: no cover - Python 3.10
+                inner = context.run(loop.create_task, coro)
+            item._runner = inner
+            return await inner
+        return await self._attempts(item, opts)
+
+    async def _attempts(self, item: AsyncFuture[Any], opts: _Options) -> Any:
+        if opts.retries:
+            return await call_with_retries(
+                lambda: self._attempt(item, opts), opts.retries, opts.retry_delay, self._count_retry
+            )
+        return await self._attempt(item, opts)
+
+    def _count_retry(self) -> None:
+        self._retried += 1
+
+    async def _attempt(self, item: AsyncFuture[Any], opts: _Options) -> Any:
+        semaphore = opts.semaphore
+        if semaphore is None:
+            return await self._start_attempt(item, opts)
+        async with semaphore:
+            return await self._start_attempt(item, opts)
+
+    async def _start_attempt(self, item: AsyncFuture[Any], opts: _Options) -> Any:
+        if opts.limiter is not None:
+            await opts.limiter.acquire()
+        fn = item._fn
+        assert fn is not None
+        kwargs = item._kwargs
+        coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
+        if not isawaitable(coro):
+            raise _not_awaitable(fn, coro)
+        if opts.task_timeout is None:
+            return await coro
+        return await _with_timeout(coro, opts.task_timeout)
+
+    # -- map and map_iter ----------------------------------------------------------------
+
+    def _prepare_call(
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
+        timeout: float | None,
+        retries: int,
+        retry_delay: float,
+        task_timeout: float | None,
+        window: int | None,
+    ) -> tuple[_Options | None, int]:
+        self._check_open()
+        _check_callable(fn)
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        for it in iterables:
+            if not isinstance(it, (Iterable, AsyncIterable)):
+                raise TypeError(f"map() arguments must be iterables, got {type(it).__name__}")
+        if timeout is not None:
+            _check_non_negative("timeout", timeout)
+        if window is None:
+            window = 2 * self._max_workers
+        elif isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be a positive int, got {window!r}")
+        opts = self._options(retries, retry_delay, None, task_timeout)
+        return opts, window
+
+    async def map(
+        self,
+        fn: Callable[..., Awaitable[_T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.1,
+        task_timeout: float | None = None,
+        window: int | None = None,
+        progress: bool = False,
+    ) -> list[_T]:
+        """Return ``[await fn(*args) for args in zip(*iterables)]``, run concurrently.
+
+        Results are in input order; input stops at the shortest iterable. The input is
+        read lazily, ``window`` items in flight at most (default ``2 * max_workers``).
+        ``timeout`` is a deadline from the call, as in ``concurrent.futures``: past it
+        :class:`asyncio.TimeoutError` is raised. The first exception of any item is
+        raised at once. Either way, and if the caller is cancelled, the call's running
+        items are cancelled and its unstarted ones never start.
+        """
+        self._bind()
+        opts, window = self._prepare_call(
+            fn, iterables, timeout, retries, retry_delay, task_timeout, window
+        )
+        if progress:
+            from ._progress import track_map
+
+            return await track_map(self, fn, iterables, opts, window, timeout)
+        call: MapCall[_T] = MapCall(self, fn, iterables, opts, window, timeout)
+        return await call.run()
+
+    def map_iter(
+        self,
+        fn: Callable[..., Awaitable[_T]],
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.1,
+        task_timeout: float | None = None,
+        window: int | None = None,
+        progress: bool = False,
+    ) -> AsyncIterator[_T]:
+        """Like :meth:`map`, but yield each result, in input order, as it is ready.
+
+        Memory stays at ``window`` items whatever the input's length, so an endless
+        generator works. An item's exception is raised when the iteration reaches it.
+        When the consumer stops early (break, exception, ``aclose()``), the call's
+        running items are cancelled and its unstarted ones never start.
+        """
+        opts, window = self._prepare_call(
+            fn, iterables, timeout, retries, retry_delay, task_timeout, window
+        )
+        iterator: AsyncIterator[_T] = MapIterator(self, fn, iterables, opts, window, timeout)
+        if progress:
+            from ._progress import check_available, track_iter
+
+            check_available()
+            iterator = track_iter(iterator, iterables)
+        return iterator
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def as_completed(
+        self, futures: Iterable[AsyncFuture[_T]], timeout: float | None = None
+    ) -> AsyncIterator[AsyncFuture[_T]]:
+        """Yield the futures as they end, in completion order.
+
+        ``timeout`` is a deadline for the whole iteration: past it
+        :class:`asyncio.TimeoutError` is raised. Duplicates are yielded once. Linear in
+        the number of futures: one internal callback per future, one wake-up per batch.
+        """
+        return as_completed(futures, timeout)
+
+    async def wait(
+        self,
+        futures: Iterable[AsyncFuture[_T]],
+        timeout: float | None = None,
+        return_when: WaitStrategy | str = WaitStrategy.ALL_COMPLETED,
+    ) -> tuple[set[AsyncFuture[_T]], set[AsyncFuture[_T]]]:
+        """Wait for the futures and return ``(done, pending)`` sets; never cancel anything.
+
+        ``FIRST_COMPLETED`` and ``FIRST_EXCEPTION`` return when their condition holds or
+        the timeout passes. ``ALL_COMPLETED`` raises :class:`asyncio.TimeoutError` if the
+        timeout passes first.
+        """
+        return await wait(futures, timeout, return_when)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stop accepting work and release the workers once the accepted work is done.
+
+        ``wait=True`` returns when every queued item, and every ``map``/``map_iter``
+        call in progress, has finished and every worker has exited. ``cancel_futures``
+        cancels the items that have not started (and stops the calls in progress with
+        :class:`ExecutorShutdownError`); running items are left to finish. A second call
+        is harmless (with ``wait=True`` it waits too).
+        """
+        if self._state == _OPEN:
+            self._state = _CLOSING
+            for room_waiter in self._room_waiters:
+                if not room_waiter.done():
+                    room_waiter.set_result(None)  # they will see the executor closed
+        if cancel_futures:
+            self._abort_calls()
+            queue = self._queue
+            while queue:
+                queue.popleft().cancel()
+        self._release_idle_workers()
+        self._maybe_closed()
+        if wait and self._state == _CLOSING:
+            loop = self._bind()
+            if self._drained is None:
+                self._drained = loop.create_future()
+            await asyncio.shield(self._drained)
+
+    def _abort_calls(self) -> None:
+        for call in list(self._calls):
+            call.abort(ExecutorShutdownError("the executor was shut down with cancel_futures=True"))
+
+    def _call_ended(self) -> None:
+        if self._state == _CLOSING:
+            self._release_idle_workers()
+            self._maybe_closed()
+
+    def _maybe_closed(self) -> None:
+        """Mark a closing executor closed once no worker and no call is left."""
+        if self._state == _CLOSING and not self._workers and not self._calls:
+            self._state = _CLOSED
+            drained = self._drained
+            if drained is not None and not drained.done():
+                drained.set_result(None)
+
+    def _release_idle_workers(self) -> None:
+        """If nothing is left to feed the queue, wake parked workers so that they exit."""
+        if self._state == _OPEN or self._calls or self._queue:
+            return
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def __aenter__(self) -> AsyncExecutor:
+        self._bind()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown(wait=True)
+
+
+async def _with_timeout(coro: Awaitable[_T], timeout: float) -> _T:
+    """Await ``coro`` in the current task; past ``timeout`` cancel it and raise TimeoutError.
+
+    A timer cancels the current task; the CancelledError it causes is told apart from any
+    other by the ``expired`` flag (and, on 3.11+, consumed with ``uncancel``), so an outer
+    cancellation still propagates. Works the same for inline workers and item tasks.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        if _HAS_UNCANCEL and task.uncancel() > 0:
+            raise  # cancelled from outside as well
+        raise asyncio.TimeoutError(f"the task ran longer than task_timeout={timeout}s") from None
+    finally:
+        handle.cancel()
+

@@ -1,0 +1,238 @@
+"""AsyncFuture: one submitted item and, once it has run, its outcome.
+
+An AsyncFuture is both the work item that sits in the executor's queue and the handle the
+caller waits on. Waiting creates a raw loop future only when the item is still pending, so
+an item whose result is collected after it finished (and every item of ``map``) costs no
+loop future at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Generator
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from ._executor import AsyncExecutor, _Options
+
+__all__ = ["AsyncFuture"]
+
+_T = TypeVar("_T")
+
+# The states of an item. Ints compared by identity on the hot path; names for repr.
+PENDING = 0  # queued, its function not called yet
+RUNNING = 1  # a worker is awaiting its coroutine
+FINISHED = 2  # returned a value or raised an exception
+CANCELLED = 3  # cancelled while queued or running
+_STATE_NAMES = ("pending", "running", "finished", "cancelled")
+
+
+def _wake(waiter: asyncio.Future[bool], _future: object) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+class AsyncFuture(Generic[_T]):
+    """The eventual outcome of a callable submitted to an :class:`AsyncExecutor`.
+
+    Await ``future.result(timeout)`` (or the future itself) for the value; it re-raises the
+    task's exception, and raises :class:`asyncio.CancelledError` if the future was
+    cancelled. ``result(timeout)`` is a wait timeout, as in ``concurrent.futures``: it
+    raises :class:`asyncio.TimeoutError` and leaves the task running. A future ends exactly
+    once: finished with a value, finished with an exception, or cancelled.
+    """
+
+    __slots__ = (
+        "_args",
+        "_context",
+        "_exception",
+        "_executor",
+        "_fn",
+        "_index",
+        "_kwargs",
+        "_listeners",
+        "_opts",
+        "_owner",
+        "_result",
+        "_runner",
+        "_state",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        executor: AsyncExecutor,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        opts: _Options | None,
+        owner: Any = None,
+        index: int = 0,
+    ) -> None:
+        self._executor = executor
+        self._fn: Callable[..., Any] | None = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._opts = opts
+        self._owner = owner  # the map/map_iter call this item belongs to, if any
+        self._index = index  # its position in that call's input
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        # Called synchronously with this future when it ends: internal waiters only.
+        self._listeners: list[Callable[[AsyncFuture[Any]], None]] | None = None
+        # The task whose cancellation cancels this item while it runs.
+        self._runner: asyncio.Task[Any] | None = None
+        self._context: Any = None
+
+    # -- the public surface ------------------------------------------------------------
+
+    def done(self) -> bool:
+        """Return True if the future finished (with a value or an exception) or was cancelled."""
+        return self._state >= FINISHED
+
+    def running(self) -> bool:
+        """Return True while a worker is running the task."""
+        return self._state == RUNNING
+
+    def cancelled(self) -> bool:
+        """Return True if the future was cancelled."""
+        return self._state == CANCELLED
+
+    def exception(self) -> BaseException | None:
+        """Return the task's exception: None while pending or after success.
+
+        Unlike ``concurrent.futures`` this never waits; like it (and asyncio), it raises
+        :class:`asyncio.CancelledError` for a cancelled future.
+        """
+        if self._state == CANCELLED:
+            raise asyncio.CancelledError()
+        return self._exception
+
+    def cancel(self) -> bool:
+        """Cancel the task; return False if it had already ended.
+
+        A queued task never starts (its function is not called, so no coroutine is
+        created). A running task's coroutine receives :class:`asyncio.CancelledError`;
+        its worker slot is free again once the coroutine has unwound. Either way the
+        future is cancelled at once.
+        """
+        state = self._state
+        if state >= FINISHED:
+            return False
+        executor = self._executor
+        executor._cancelled += 1
+        if state == PENDING:
+            executor._pending -= 1
+            executor._on_room()
+        else:
+            executor._running -= 1
+        self._state = CANCELLED
+        self._fn = self._args = self._kwargs = None  # type: ignore[assignment]
+        runner = self._runner
+        if runner is not None:
+            runner.cancel()
+        self._ended()
+        return True
+
+    def add_done_callback(self, fn: Callable[[AsyncFuture[_T]], object]) -> None:
+        """Call ``fn(future)`` once the future is done, through ``loop.call_soon``.
+
+        If the future is already done the call is scheduled at once. An exception raised
+        by ``fn`` goes to the loop's exception handler, as for asyncio futures.
+        """
+        loop = self._executor._loop
+        if loop is None:  # pragma: no cover - a future exists only on a bound executor
+            raise RuntimeError("the executor of this future is not bound to a loop")
+        if self._state >= FINISHED:
+            loop.call_soon(fn, self)
+        else:
+            self._listen(partial(_call_soon, loop, fn))
+
+    async def result(self, timeout: float | None = None) -> _T:
+        """Wait for the task and return its value, or raise its exception.
+
+        With ``timeout`` (seconds), raise :class:`asyncio.TimeoutError` if the task has
+        not ended by then; the task is not cancelled. Cancelling the waiting caller does
+        not cancel the task either.
+        """
+        if self._state < FINISHED:
+            await self._wait(timeout)
+        return self._outcome()
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        return self.result().__await__()
+
+    def __repr__(self) -> str:
+        state = _STATE_NAMES[self._state]
+        if self._state == FINISHED:
+            if self._exception is not None:
+                state += f" raised {type(self._exception).__name__}"
+            else:
+                state += f" returned {type(self._result).__name__}"
+        fn = self._fn
+        name = getattr(fn, "__qualname__", None) or repr(fn) if fn is not None else None
+        return f"<AsyncFuture {state}{f' fn={name}' if name else ''}>"
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _outcome(self) -> _T:
+        if self._state == CANCELLED:
+            raise asyncio.CancelledError()
+        exc = self._exception
+        if exc is not None:
+            raise exc
+        return self._result  # type: ignore[no-any-return]
+
+    async def _wait(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        listener = partial(_wake, waiter)
+        self._listen(listener)
+        handle = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
+        try:
+            ended = await waiter
+        finally:
+            if handle is not None:
+                handle.cancel()
+            if self._state < FINISHED:
+                self._unlisten(listener)
+        if not ended:
+            raise asyncio.TimeoutError(f"the task did not end within {timeout} seconds")
+
+    def _listen(self, listener: Callable[[AsyncFuture[Any]], None]) -> None:
+        if self._listeners is None:
+            self._listeners = [listener]
+        else:
+            self._listeners.append(listener)
+
+    def _unlisten(self, listener: Callable[[AsyncFuture[Any]], None]) -> None:
+        listeners = self._listeners
+        if listeners is not None:
+            try:
+                listeners.remove(listener)
+            except ValueError:
+                pass
+
+    def _ended(self) -> None:
+        """Tell whoever waits on this future that it has ended (state already set)."""
+        listeners = self._listeners
+        if listeners is not None:
+            self._listeners = None
+            for listener in listeners:
+                listener(self)
+        owner = self._owner
+        if owner is not None:
+            owner._item_ended(self)
+
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, fn: Callable[[Any], object], future: AsyncFuture[Any]
+) -> None:
+    loop.call_soon(fn, future)
