@@ -65,11 +65,9 @@ class _Call(Generic[_T]):
             self._source: Any = _zip_async(iterables)
             self._is_async = True
         else:
-            self._source = zip(*iterables)  # type: ignore[arg-type]
+            self._source = zip(*iterables)  # noqa: B905 - zip to the shortest, as map() does
             self._is_async = False
-        self._context = (
-            contextvars.copy_context() if opts is not None and opts.context else None
-        )
+        self._context = contextvars.copy_context() if opts is not None and opts.context else None
         self._count = 0  # items fed so far
         self._exhausted = False
         self._error: BaseException | None = None
@@ -302,7 +300,10 @@ class _IterState(_Call[_T]):
                 if head._state == FINISHED and head._exception is None:
                     result: _T = head._result
                     return result
-                raise head._exception if head._state != CANCELLED else asyncio.CancelledError()
+                if head._state == CANCELLED:
+                    raise asyncio.CancelledError()
+                assert head._exception is not None
+                raise head._exception
         except BaseException:
             self._finished = True
             self._end()

@@ -20,8 +20,8 @@ from inspect import isawaitable
 from types import CoroutineType, TracebackType
 from typing import Any, Final, TypeVar
 
-from ._errors import ExecutorShutdownError
 from ._calls import MapCall, MapIterator
+from ._errors import ExecutorShutdownError
 from ._future import CANCELLED, FINISHED, PENDING, RUNNING, AsyncFuture
 from ._ratelimit import RateLimiter
 from ._retry import call_with_retries
@@ -33,7 +33,26 @@ __all__ = ["AsyncExecutor"]
 _T = TypeVar("_T")
 
 _get_running_loop = asyncio._get_running_loop  # C-fast, and returns None outside a loop
+
+# Task.uncancel() and Task.cancelling() count cancellations from 3.11 on. Without them
+# (3.10) an own cancel cannot be told from a foreign one, and nothing needs undoing.
 _HAS_UNCANCEL: Final = sys.version_info >= (3, 11)
+if sys.version_info >= (3, 11):
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return task.uncancel()
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return task.cancelling()
+
+else:  # pragma: no cover - Python 3.10
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return 0
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return 1  # assume the worst: a foreign cancel
+
 
 # The states of the executor.
 _OPEN = 0
@@ -82,7 +101,7 @@ def _not_awaitable(fn: Callable[..., Any], value: object) -> TypeError:
 class _Options:
     """What an item needs beyond ``await fn(*args)``; None on the fast path."""
 
-    __slots__ = ("retries", "retry_delay", "semaphore", "task_timeout", "limiter", "context")
+    __slots__ = ("context", "limiter", "retries", "retry_delay", "semaphore", "task_timeout")
 
     def __init__(
         self,
@@ -151,7 +170,9 @@ class AsyncExecutor:
         # The options every item gets unless its call gives its own; None = fast path.
         self._default_opts: _Options | None = None
         if self._limiter is not None or task_timeout is not None or propagate_context:
-            self._default_opts = _Options(0, 0.1, None, task_timeout, self._limiter, bool(propagate_context))
+            self._default_opts = _Options(
+                0, 0.1, None, task_timeout, self._limiter, bool(propagate_context)
+            )
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = _OPEN
@@ -481,9 +502,9 @@ class AsyncExecutor:
                         item._result = result
                         item._fn = item._args = item._kwargs = item._runner = None  # type: ignore[assignment]
                         item._ended()
-                    elif item._runner is task and _HAS_UNCANCEL:
+                    elif item._runner is task:
                         # Cancelled while it ran, but it swallowed the CancelledError.
-                        task.uncancel()
+                        _uncancel(task)
                 item = None
                 ran += 1
                 if ran == _YIELD_EVERY:
@@ -503,12 +524,10 @@ class AsyncExecutor:
         if item._state == CANCELLED and item._runner is task:
             # Our own cancel, sent by item.cancel(): consume it. A cancel from outside
             # (loop teardown) may have come too; then the worker stops as asked.
-            if _HAS_UNCANCEL:
-                return task.uncancel() == 0
-            return True
+            return _uncancel(task) == 0
         # The item raised CancelledError itself, or the worker was cancelled from
         # outside while the item ran (3.10 cannot tell these apart, see _work).
-        outside = task.cancelling() > 0 if _HAS_UNCANCEL else True
+        outside = _cancelling(task) > 0
         if item._state == RUNNING:
             item._runner = None
             item.cancel()
@@ -548,7 +567,7 @@ class AsyncExecutor:
     async def _attempts(self, item: AsyncFuture[Any], opts: _Options) -> Any:
         if opts.retries:
             return await call_with_retries(
-                lambda: self._attempt(item, opts), opts.retries, opts.retry_delay, self._count_retry
+                self._attempt, (item, opts), opts.retries, opts.retry_delay, self._count_retry
             )
         return await self._attempt(item, opts)
 
@@ -781,9 +800,8 @@ async def _with_timeout(coro: Awaitable[_T], timeout: float) -> _T:
     except asyncio.CancelledError:
         if not expired:
             raise
-        if _HAS_UNCANCEL and task.uncancel() > 0:
+        if _uncancel(task) > 0:
             raise  # cancelled from outside as well
         raise asyncio.TimeoutError(f"the task ran longer than task_timeout={timeout}s") from None
     finally:
         handle.cancel()
-

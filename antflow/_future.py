@@ -9,6 +9,7 @@ loop future at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Generator
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -49,6 +50,7 @@ class AsyncFuture(Generic[_T]):
     """
 
     __slots__ = (
+        "__weakref__",
         "_args",
         "_context",
         "_exception",
@@ -62,7 +64,6 @@ class AsyncFuture(Generic[_T]):
         "_result",
         "_runner",
         "_state",
-        "__weakref__",
     )
 
     def __init__(
@@ -215,10 +216,8 @@ class AsyncFuture(Generic[_T]):
     def _unlisten(self, listener: Callable[[AsyncFuture[Any]], None]) -> None:
         listeners = self._listeners
         if listeners is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 listeners.remove(listener)
-            except ValueError:
-                pass
 
     def _ended(self) -> None:
         """Tell whoever waits on this future that it has ended (state already set)."""

@@ -23,7 +23,7 @@ class RateLimiter:
     cancelled gives its turn to the next one.
     """
 
-    __slots__ = ("_interval", "_last", "_busy", "_waiters")
+    __slots__ = ("_busy", "_interval", "_last", "_waiters")
 
     def __init__(self, rate: float) -> None:
         self._interval = 1.0 / rate + _MARGIN
@@ -49,7 +49,8 @@ class RateLimiter:
                 raise
         self._busy = True
         try:
-            while (delay := self._last + self._interval - time.monotonic()) > 0:
+            # A timer may fire a little early (uvloop's have millisecond resolution).
+            while (delay := self._last + self._interval - time.monotonic()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(delay)
             self._last = time.monotonic()
         finally:

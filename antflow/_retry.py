@@ -13,12 +13,13 @@ _T = TypeVar("_T")
 
 
 async def call_with_retries(
-    attempt: Callable[[], Awaitable[_T]],
+    attempt: Callable[..., Awaitable[_T]],
+    args: tuple[Any, ...],
     retries: int,
     retry_delay: float,
     on_retry: Callable[[], None],
 ) -> _T:
-    """Await ``attempt()`` up to ``retries + 1`` times until one returns.
+    """Await ``attempt(*args)`` (an async function) up to ``retries + 1`` times until one returns.
 
     The k-th wait (k = 0, 1, ...) is ``retry_delay * 2**k`` seconds. Only ``Exception``
     is retried (cancellation, KeyboardInterrupt and SystemExit pass straight through),
@@ -34,5 +35,5 @@ async def call_with_retries(
         before_sleep=before_sleep,
         reraise=True,
     )
-    result: Any = await retrying(attempt)
+    result: Any = await retrying(attempt, *args)
     return result  # type: ignore[no-any-return]
