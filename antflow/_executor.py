@@ -181,6 +181,7 @@ class AsyncExecutor:
         self._room_waiters: deque[asyncio.Future[None]] = deque()  # asubmit/map waiting for room
         self._workers: set[asyncio.Task[None]] = set()
         self._worker_seq = 0
+        self._waking = 0  # workers woken (or started) that have not looked at the queue yet
         self._calls: set[Any] = set()  # map / map_iter calls in progress
         self._drained: asyncio.Future[None] | None = None  # set when the last worker exits
         # Counters (see ExecutorStats); updated before a future is resolved.
@@ -393,18 +394,33 @@ class AsyncExecutor:
         return outer
 
     def _enqueue(self, item: AsyncFuture[Any]) -> None:
-        """Queue an item and wake one parked worker, or start a worker if none is parked."""
+        """Queue an item; make sure a worker is on its way to the queue."""
         self._queue.append(item)
         self._submitted += 1
         self._pending += 1
+        if not self._waking:
+            self._wake_worker()
+
+    def _wake_worker(self) -> bool:
+        """Wake one parked worker, or start one if none is parked and a slot is free.
+
+        At most a few workers are "waking" (woken, not yet running) at a time: a woken
+        worker that still finds items queued wakes the next ones (see _work). Waking one
+        worker per queued item would waste a wake-up on every item that a running worker
+        reaches first, which for short items is nearly all of them.
+        """
         idle = self._idle
         while idle:
             waiter = idle.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
+                self._waking += 1
+                return True
         if len(self._workers) < self._max_workers:
             self._start_worker()
+            self._waking += 1
+            return True
+        return False
 
     def _start_worker(self) -> None:
         loop = self._loop
@@ -456,16 +472,30 @@ class AsyncExecutor:
         # Python 3.10 cannot tell an item's own CancelledError from a cancel of the
         # worker, so the worker stops on both; then it is replaced if work is left.
         replace = False
+        self._waking -= 1  # this worker was counted as waking when it was started
+        fresh = True
         try:
             while True:
                 if not queue:
                     if self._state != _OPEN and not self._calls:
+                        self._release_idle_workers()  # the others have nothing left either
                         return
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._idle.append(waiter)
-                    await waiter
+                    try:
+                        await waiter
+                    finally:
+                        if waiter.done() and not waiter.cancelled():
+                            self._waking -= 1
+                    fresh = True
                     continue
                 item = queue.popleft()
+                if queue and (fresh or not self._waking):
+                    # More work is queued: bring in up to two more workers, so that a
+                    # burst spreads over the pool in a few loop iterations.
+                    if self._wake_worker() and fresh and queue:
+                        self._wake_worker()
+                fresh = False
                 if item._state != PENDING:  # cancelled while queued
                     continue
                 self._pending -= 1
@@ -616,7 +646,7 @@ class AsyncExecutor:
         if timeout is not None:
             _check_non_negative("timeout", timeout)
         if window is None:
-            window = 2 * self._max_workers
+            window = 4 * self._max_workers
         elif isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive int, got {window!r}")
         opts = self._options(retries, retry_delay, None, task_timeout)
@@ -636,7 +666,7 @@ class AsyncExecutor:
         """Return ``[await fn(*args) for args in zip(*iterables)]``, run concurrently.
 
         Results are in input order; input stops at the shortest iterable. The input is
-        read lazily, ``window`` items in flight at most (default ``2 * max_workers``).
+        read lazily, ``window`` items in flight at most (default ``4 * max_workers``).
         ``timeout`` is a deadline from the call, as in ``concurrent.futures``: past it
         :class:`asyncio.TimeoutError` is raised. The first exception of any item is
         raised at once. Either way, and if the caller is cancelled, the call's running
@@ -764,6 +794,7 @@ class AsyncExecutor:
             waiter = idle.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._waking += 1
 
     async def __aenter__(self) -> AsyncExecutor:
         self._bind()
