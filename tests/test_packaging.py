@@ -1,0 +1,59 @@
+"""The built wheel installs into a fresh virtual environment and works there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMOKE = """
+import asyncio, antflow
+from antflow import AsyncExecutor, AsyncFuture, WaitStrategy, ExecutorShutdownError, run
+from antflow import new_event_loop
+
+async def double(x):
+    await asyncio.sleep(0)
+    return 2 * x
+
+async def main():
+    async with AsyncExecutor(max_workers=2) as executor:
+        return await executor.map(double, range(5))
+
+assert run(main()) == [0, 2, 4, 6, 8]
+import importlib.resources
+assert importlib.resources.files("antflow").joinpath("py.typed").is_file()
+print("ok", antflow.__file__)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    (wheel,) = wheels.glob("antflow-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run([python, "-m", "pip", "install", "--quiet", str(wheel)], check=True)
+    out = subprocess.run(
+        [python, "-c", SMOKE], check=True, capture_output=True, text=True, cwd=tmp_path
+    ).stdout
+    assert out.startswith("ok ") and str(env_dir) in out
