@@ -151,25 +151,36 @@ class _Call(Generic[_T]):
         return item
 
     async def _fill(self, room: int) -> list[AsyncFuture[Any]]:
-        """Read up to ``room`` more inputs and queue an item for each; return the items."""
+        """Read up to ``room`` more inputs and queue an item for each; return the items.
+
+        Whatever stops the reading (the input raising, the caller cancelled while it
+        waits for input or for room) is kept in ``_error`` rather than raised, so that
+        the caller records the items already queued before it raises and cancels them.
+        """
         executor = self._executor
         items: list[AsyncFuture[Any]] = []
         source = self._source
         max_pending = executor._max_pending
-        while len(items) < room:
-            if max_pending and executor._pending >= max_pending:
-                if items:
-                    break  # let those run before waiting for room
-                await executor._wait_for_room(accepted=True)
-                self._raise_if_stopped()
-            try:
-                args = await anext(source) if self._is_async else next(source)
-            except (StopIteration, StopAsyncIteration):
-                self._exhausted = True
-                break
-            item = self._new_item(args)
-            items.append(item)
-            executor._enqueue(item)
+        try:
+            while len(items) < room:
+                if max_pending and executor._pending >= max_pending:
+                    if items:
+                        break  # let those run before waiting for room
+                    await executor._wait_for_room(accepted=True)
+                    if self._error is not None or self._timed_out:
+                        break
+                try:
+                    args = await anext(source) if self._is_async else next(source)
+                except (StopIteration, StopAsyncIteration):
+                    self._exhausted = True
+                    break
+                item = self._new_item(args)
+                items.append(item)
+                executor._enqueue(item)
+        except BaseException as exc:
+            self._exhausted = True
+            if self._error is None:
+                self._error = exc
         return items
 
     async def _close_source(self) -> None:
@@ -204,6 +215,7 @@ class MapCall(_Call[_T]):
                     results.extend([None] * len(items))
                     if self._exhausted:
                         self._low_water = 0
+                    self._raise_if_stopped()
                 if not live:
                     if self._exhausted:
                         return results
@@ -288,6 +300,7 @@ class _IterState(_Call[_T]):
                 self._raise_if_stopped()
                 if not self._exhausted and len(in_order) < self._window:
                     in_order.extend(await self._fill(self._window - len(in_order)))
+                    self._raise_if_stopped()
                 if not in_order:
                     if self._exhausted:
                         raise StopAsyncIteration

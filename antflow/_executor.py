@@ -293,7 +293,8 @@ class AsyncExecutor:
         Raises :class:`ExecutorShutdownError` after shutdown and
         :class:`asyncio.QueueFull` when ``max_pending`` items are already waiting.
         """
-        if _get_running_loop() is not self._loop:
+        loop = _get_running_loop()
+        if loop is None or loop is not self._loop:
             self._bind()
         if self._state != _OPEN:
             self._check_open()
@@ -422,6 +423,15 @@ class AsyncExecutor:
             return True
         return False
 
+    def _spread(self, fresh: bool) -> None:
+        """More work is queued behind the item a worker just took: bring in more workers.
+
+        A worker that has just woken brings in two, so that a burst reaches the whole
+        pool in a few loop iterations; a busy one brings in one when none is waking.
+        """
+        if self._wake_worker() and fresh and self._queue:
+            self._wake_worker()
+
     def _start_worker(self) -> None:
         loop = self._loop
         assert loop is not None
@@ -491,10 +501,7 @@ class AsyncExecutor:
                     continue
                 item = queue.popleft()
                 if queue and (fresh or not self._waking):
-                    # More work is queued: bring in up to two more workers, so that a
-                    # burst spreads over the pool in a few loop iterations.
-                    if self._wake_worker() and fresh and queue:
-                        self._wake_worker()
+                    self._spread(fresh)
                 fresh = False
                 if item._state != PENDING:  # cancelled while queued
                     continue
@@ -827,12 +834,19 @@ async def _with_timeout(coro: Awaitable[_T], timeout: float) -> _T:
 
     handle = asyncio.get_running_loop().call_later(timeout, expire)
     try:
-        return await coro
+        result = await coro
     except asyncio.CancelledError:
         if not expired:
             raise
         if _uncancel(task) > 0:
             raise  # cancelled from outside as well
         raise asyncio.TimeoutError(f"the task ran longer than task_timeout={timeout}s") from None
+    except BaseException:
+        if expired:
+            _uncancel(task)  # the coroutine swallowed the timer's cancel, then raised
+        raise
     finally:
         handle.cancel()
+    if expired:
+        _uncancel(task)  # the coroutine swallowed the timer's cancel and returned anyway
+    return result
