@@ -95,7 +95,7 @@ BLOCKS = [block for path in DOC_FILES if path.exists() for block in collect_bloc
 
 
 class _AwaitInsteadOfRun(ast.NodeTransformer):
-    """Turn ``asyncio.run(x)`` / ``antflow.run(x)`` / ``run(x)`` outside functions into ``await x``."""
+    """Outside functions, turn ``asyncio.run(x)`` or ``antflow.run(x)`` into ``await x``."""
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         return node  # a run() inside a function is left alone
@@ -271,5 +271,5 @@ async def test_docs_example(block: Block, monkeypatch: pytest.MonkeyPatch) -> No
         await executor.shutdown(cancel_futures=True)
 
     for span, comment in sorted(expected.items()):
-        where = f"{block.path.name}:{span[0]}"
+        where = f"{block.path.relative_to(ROOT).as_posix()}:{span[0]}"
         assert ", ".join(printed[span]) == comment, f"{where}: printed {printed[span]!r}"
