@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import workloads as wl  # noqa: E402
+import workloads as wl
 
 
 def _antflow_version() -> str:
@@ -78,8 +78,18 @@ def _timing_main() -> None:
     import pyperf
 
     def add_cmdline_args(cmd: list[str], args: argparse.Namespace) -> None:
-        cmd.extend(("--workload", args.workload, "--contender", args.contender,
-                    "--loop", args.loop, "--n", str(args.n)))
+        cmd.extend(
+            (
+                "--workload",
+                args.workload,
+                "--contender",
+                args.contender,
+                "--loop",
+                args.loop,
+                "--n",
+                str(args.n),
+            )
+        )
 
     runner = pyperf.Runner(add_cmdline_args=add_cmdline_args)
     _add_spec_args(runner.argparser)
@@ -98,8 +108,7 @@ def _timing_main() -> None:
             total += seconds
         return total
 
-    runner.bench_time_func(args.workload, time_func, inner_loops=args.n,
-                           metadata=_metadata(args))
+    runner.bench_time_func(args.workload, time_func, inner_loops=args.n, metadata=_metadata(args))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,8 +191,10 @@ def _memory_main(argv: list[str]) -> None:
     )
     run = pyperf.Run([float(growth)], metadata=meta, collect_metadata=True)
     pyperf.Benchmark([run]).dump(args.output, replace=True)
-    print(f"{contender.key} {args.loop}: peak RSS growth {growth / 2**20:.1f} MiB over "
-          f"{args.n:,} inputs ({seconds / args.n * 1e6:.2f} us/task)")
+    print(
+        f"{contender.key} {args.loop}: peak RSS growth {growth / 2**20:.1f} MiB over "
+        f"{args.n:,} inputs ({seconds / args.n * 1e6:.2f} us/task)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,13 +213,17 @@ def _spin_main(argv: list[str]) -> None:
     spent = 0.0
     while True:
         seconds, res = wl.run_body(contender, args.workload, args.loop, args.n)
-        wl.check_results(contender, args.n, res)
+        if not batches:
+            wl.check_results(contender, args.n, res)  # once: keep the picture about the work
+        del res
         batches += 1
         spent += seconds
         if time.perf_counter() >= deadline:
             break
-    print(f"{contender.key} {args.workload} {args.loop}: {batches} batches of {args.n:,}, "
-          f"{spent / (batches * args.n) * 1e6:.2f} us/task (under the profiler)")
+    print(
+        f"{contender.key} {args.workload} {args.loop}: {batches} batches of {args.n:,}, "
+        f"{spent / (batches * args.n) * 1e6:.2f} us/task (under the profiler)"
+    )
 
 
 def main() -> None:

@@ -262,47 +262,108 @@ def _c(key: str, label: str, body: Callable[..., Any], **kw: Any) -> Contender:
 CONTENDERS: dict[str, Contender] = {
     c.key: c
     for c in (
-        _c("antflow-submit", "antflow submit", antflow_submit, antflow=True,
-           matching="antflow-submit"),
+        _c(
+            "antflow-submit",
+            "antflow submit",
+            antflow_submit,
+            antflow=True,
+            matching="antflow-submit",
+        ),
         _c("antflow-map", "antflow map", antflow_map, antflow=True),
-        _c("antflow-map_iter", "antflow map_iter", antflow_map_iter, antflow=True,
-           matching="antflow-map_iter"),
-        _c("antflow-as_completed", "antflow as_completed", antflow_as_completed, antflow=True,
-           ordered=False, matching="antflow-as_completed"),
+        _c(
+            "antflow-map_iter",
+            "antflow map_iter",
+            antflow_map_iter,
+            antflow=True,
+            matching="antflow-map_iter",
+        ),
+        _c(
+            "antflow-as_completed",
+            "antflow as_completed",
+            antflow_as_completed,
+            antflow=True,
+            ordered=False,
+            matching="antflow-as_completed",
+        ),
         _c("gather", "asyncio.gather + Semaphore", gather_semaphore),
         _c("taskgroup", "asyncio.TaskGroup + Semaphore", taskgroup_semaphore, needs=(3, 11)),
-        _c("asyncio-as_completed", "asyncio.as_completed + Semaphore", asyncio_as_completed,
-           ordered=False, matching="antflow-as_completed"),
+        _c(
+            "asyncio-as_completed",
+            "asyncio.as_completed + Semaphore",
+            asyncio_as_completed,
+            ordered=False,
+            matching="antflow-as_completed",
+        ),
         _c("floor", "floor (100 coroutines, 1 iterator)", floor),
         _c("threads", "ThreadPoolExecutor(100).map", threads_map, is_async=False),
-        _c("threads-as_completed", "ThreadPoolExecutor(100) + as_completed",
-           threads_as_completed, is_async=False, ordered=False,
-           matching="antflow-as_completed"),
-        _c("peer-submit", "antflow 0.10.0 submit", antflow_submit, peer=True,
-           matching="antflow-submit"),
+        _c(
+            "threads-as_completed",
+            "ThreadPoolExecutor(100) + as_completed",
+            threads_as_completed,
+            is_async=False,
+            ordered=False,
+            matching="antflow-as_completed",
+        ),
+        _c(
+            "peer-submit",
+            "antflow 0.10.0 submit",
+            antflow_submit,
+            peer=True,
+            matching="antflow-submit",
+        ),
         _c("peer-map", "antflow 0.10.0 map", antflow_map, peer=True),
-        _c("peer-as_completed", "antflow 0.10.0 as_completed", antflow_as_completed,
-           peer=True, ordered=False, matching="antflow-as_completed"),
+        _c(
+            "peer-as_completed",
+            "antflow 0.10.0 as_completed",
+            antflow_as_completed,
+            peer=True,
+            ordered=False,
+            matching="antflow-as_completed",
+        ),
         # memory workload: lazy input, results dropped
-        _c("antflow-map_iter-drain", "antflow map_iter (generator input)",
-           antflow_map_iter_drain, antflow=True, matching="antflow-map_iter-drain"),
-        _c("floor-drain", "floor (generator input)", floor_drain,
-           matching="antflow-map_iter-drain"),
-        _c("peer-map_iter-drain", "antflow 0.10.0 map_iter (generator input)",
-           antflow_map_iter_drain, peer=True, matching="antflow-map_iter-drain"),
+        _c(
+            "antflow-map_iter-drain",
+            "antflow map_iter (generator input)",
+            antflow_map_iter_drain,
+            antflow=True,
+            matching="antflow-map_iter-drain",
+        ),
+        _c(
+            "floor-drain", "floor (generator input)", floor_drain, matching="antflow-map_iter-drain"
+        ),
+        _c(
+            "peer-map_iter-drain",
+            "antflow 0.10.0 map_iter (generator input)",
+            antflow_map_iter_drain,
+            peer=True,
+            matching="antflow-map_iter-drain",
+        ),
     )
 }
 
-_PER_ITEM = ("antflow-submit", "antflow-map", "antflow-map_iter", "gather", "taskgroup", "floor",
-             "threads", "peer-submit", "peer-map")
+_PER_ITEM = (
+    "antflow-submit",
+    "antflow-map",
+    "antflow-map_iter",
+    "gather",
+    "taskgroup",
+    "floor",
+    "threads",
+    "peer-submit",
+    "peer-map",
+)
 
 # Which contenders run in which workload.
 MATRIX: dict[str, tuple[str, ...]] = {
     "noop": _PER_ITEM,
     "yield": _PER_ITEM,
     "io": _PER_ITEM,
-    "as_completed": ("antflow-as_completed", "asyncio-as_completed", "threads-as_completed",
-                     "peer-as_completed"),
+    "as_completed": (
+        "antflow-as_completed",
+        "asyncio-as_completed",
+        "threads-as_completed",
+        "peer-as_completed",
+    ),
     "memory": ("antflow-map_iter-drain", "floor-drain", "peer-map_iter-drain"),
 }
 
