@@ -1,51 +1,64 @@
 """The machinery of ``map`` and ``map_iter``: lazy input, a bounded window, one waiter.
 
-A call reads its input only as far as ``window`` items ahead of what has ended, so its
-memory is O(window) whatever the input's length. Items are ordinary queue entries
-(:class:`AsyncFuture`) whose ``_owner`` is the call; when one ends it tells the call
-synchronously, and the call wakes its caller through one raw loop future, only when
-the caller has something to do: a refill at half the window for ``map``, the next result
-in input order for ``map_iter``.
+A call reads its input only as far as ``window`` items ahead of what its caller has
+consumed, so its memory is O(window) whatever the input's length. Its items go into the
+executor's queue as plain ``(call, place, args)`` tuples: no future and no object per
+item. The worker that ends an item hands the result over in place (``_results[place]``;
+failures go through ``_item_failed``) and wakes the caller through one raw loop future
+only when the caller has something to do: a refill at half the window for ``map``, the
+next result in input order for ``map_iter``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-from ._future import CANCELLED, FINISHED, AsyncFuture
 
 if TYPE_CHECKING:
     from ._executor import AsyncExecutor, _Options
 
-__all__ = ["MapCall", "MapIterator"]
+__all__ = ["IterState", "MapCall", "MapIterator"]
 
 _T = TypeVar("_T")
+_MISSING: Any = object()
 
 
 async def _zip_async(iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]) -> Any:
-    """``zip`` over a mix of sync and async iterables, as an async iterator of tuples."""
+    """``zip`` over a mix of sync and async iterables, as an async iterator of tuples.
+
+    Closing it closes the async inputs too (see _Call._close_source).
+    """
     iterators: list[Iterator[Any] | AsyncIterator[Any]] = [
         aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
     ]
-    while True:
-        args = []
+    try:
+        while True:
+            args = []
+            for it in iterators:
+                try:
+                    if isinstance(it, AsyncIterator):
+                        args.append(await anext(it))
+                    else:
+                        args.append(next(it))
+                except (StopIteration, StopAsyncIteration):
+                    return
+            yield tuple(args)
+    finally:
         for it in iterators:
-            try:
-                if isinstance(it, AsyncIterator):
-                    args.append(await anext(it))
-                else:
-                    args.append(next(it))
-            except (StopIteration, StopAsyncIteration):
-                return
-        yield tuple(args)
+            await _aclose(it)
+
+
+async def _aclose(iterator: object) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 class _Call(Generic[_T]):
-    """What ``map`` and ``map_iter`` share: feeding the window, the deadline, cancelling."""
+    """What ``map`` and ``map_iter`` share: feeding the window, the deadline, ending."""
 
     def __init__(
         self,
@@ -61,64 +74,81 @@ class _Call(Generic[_T]):
         self._opts = opts
         self._window = window
         self._timeout = timeout
-        if any(isinstance(it, AsyncIterable) for it in iterables):
-            self._source: Any = _zip_async(iterables)
-            self._is_async = True
+        # One iterable feeds its values bare (the worker calls fn(value)); several are
+        # zipped to the shortest, as the built-in map() does.
+        self._single = len(iterables) == 1
+        self._is_async = any(isinstance(it, AsyncIterable) for it in iterables)
+        if self._single:
+            (only,) = iterables
+            self._source: Any = aiter(only) if self._is_async else iter(only)  # type: ignore[arg-type]
+        elif self._is_async:
+            self._source = _zip_async(iterables)
         else:
             self._source = zip(*iterables)  # noqa: B905 - zip to the shortest, as map() does
-            self._is_async = False
         self._context = contextvars.copy_context() if opts is not None and opts.context else None
-        self._count = 0  # items fed so far
+        self._count = 0  # items fed so far; the next item's index
+        self._queued = 0  # items in the executor's queue, not started yet
+        self._in_flight = 0  # items fed whose outcome the worker has not handed over
+        # The worker hands a result over in place (see AsyncExecutor._work):
+        # ``_results[pos] = result``, then wakes the caller when ``_in_flight`` drops to
+        # ``_low_water`` or ``pos`` is ``_head_pos`` (the result the caller waits for).
+        self._results: list[Any] = []
+        self._low_water = -1
+        self._head_pos = -1
+        # map_iter keeps results in a ring of ``window`` places (``_ring``); map in a list
+        # by input position (``_ring`` 0).
+        self._ring = 0
         self._exhausted = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timed_out = False
-        self._open = False
+        self._began = False
+        self._open = False  # between _begin and _end: the executor runs its items
 
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} fn={getattr(self._fn, '__qualname__', self._fn)!r} "
-            f"fed={self._count} in_flight={self._in_flight()} window={self._window}>"
+            f"fed={self._count} queued={self._queued} window={self._window}"
+            f"{' open' if self._open else ''}>"
         )
 
-    def _in_flight(self) -> int:
+    # -- what the worker calls besides the hand-over -----------------------------------
+
+    def _item_failed(self, pos: int, exc: BaseException) -> None:
         raise NotImplementedError
 
-    def _live_items(self) -> Iterable[AsyncFuture[Any]]:
-        raise NotImplementedError
+    # -- life cycle --------------------------------------------------------------------
 
     def _begin(self) -> asyncio.AbstractEventLoop:
         executor = self._executor
         loop = executor._bind()
         executor._check_open()
         executor._calls.add(self)
-        self._open = True
+        self._began = self._open = True
         if self._timeout is not None:
             self._timer = loop.call_later(self._timeout, self._expire)
         return loop
 
     def _end(self) -> None:
-        """Cancel what this call still has in flight and let the executor forget it."""
+        """Cancel what this call still has running; its queued items never start."""
         if not self._open:
             return
         self._open = False
         if self._timer is not None:
             self._timer.cancel()
-        for item in list(self._live_items()):
-            item.cancel()
-        executor = self._executor
-        executor._calls.discard(self)
-        executor._call_ended()
+        self._executor._end_call(self)
 
     def abort(self, error: BaseException) -> None:
-        """Stop this call: its caller gets ``error`` at its next step."""
+        """Stop this call now; its caller gets ``error`` at its next step."""
         if self._error is None:
             self._error = error
+        self._end()
         self._wake()
 
     def _expire(self) -> None:
         self._timed_out = True
+        self._end()  # no item of this call starts after its deadline
         self._wake()
 
     def _wake(self) -> None:
@@ -141,120 +171,132 @@ class _Call(Generic[_T]):
         if self._timed_out:
             raise asyncio.TimeoutError(f"map did not finish within timeout={self._timeout}s")
 
-    def _new_item(self, args: tuple[Any, ...]) -> AsyncFuture[Any]:
-        item: AsyncFuture[Any] = AsyncFuture(
-            self._executor, self._fn, args, None, self._opts, self, self._count
-        )
-        if self._context is not None:
-            item._context = self._context
-        self._count += 1
-        return item
+    # -- feeding -------------------------------------------------------------------------
 
-    async def _fill(self, room: int) -> list[AsyncFuture[Any]]:
-        """Read up to ``room`` more inputs and queue an item for each; return the items.
+    async def _fill(self, room: int) -> None:
+        """Read up to ``room`` more inputs and queue an item for each.
 
         Whatever stops the reading (the input raising, the caller cancelled while it
         waits for input or for room) is kept in ``_error`` rather than raised, so that
-        the caller records the items already queued before it raises and cancels them.
+        the items queued so far are accounted for before the caller raises it.
         """
         executor = self._executor
-        items: list[AsyncFuture[Any]] = []
-        source = self._source
-        max_pending = executor._max_pending
         try:
-            while len(items) < room:
-                if max_pending and executor._pending >= max_pending:
-                    if items:
-                        break  # let those run before waiting for room
+            max_pending = executor._max_pending
+            if max_pending:
+                if executor._pending >= max_pending:
                     await executor._wait_for_room(accepted=True)
                     if self._error is not None or self._timed_out:
-                        break
-                try:
-                    args = await anext(source) if self._is_async else next(source)
-                except (StopIteration, StopAsyncIteration):
-                    self._exhausted = True
-                    break
-                item = self._new_item(args)
-                items.append(item)
-                executor._enqueue(item)
+                        return
+                room = min(room, max_pending - executor._pending)
+            if self._is_async:
+                await self._fill_async(room)
+            else:
+                self._fill_sync(room)
         except BaseException as exc:
             self._exhausted = True
             if self._error is None:
                 self._error = exc
-        return items
+
+    def _fill_sync(self, room: int) -> None:
+        # No await here: the counters are settled once, after the loop.
+        append = self._executor._queue.append
+        ring = self._ring
+        start = index = self._count
+        try:
+            for args in islice(self._source, room):
+                append((self, index % ring if ring else index, args))
+                index += 1
+        finally:
+            self._fed(index - start)
+        if index - start < room:
+            self._exhausted = True
+
+    async def _fill_async(self, room: int) -> None:
+        # Workers may start items while this awaits input: count each item as it goes.
+        source = self._source
+        for _ in range(room):
+            try:
+                args = await anext(source)
+            except StopAsyncIteration:
+                self._exhausted = True
+                return
+            index = self._count
+            self._executor._queue.append((self, index % self._ring if self._ring else index, args))
+            self._fed(1)
+
+    def _fed(self, n: int) -> None:
+        if n:
+            self._count += n
+            self._queued += n
+            self._in_flight += n
+            executor = self._executor
+            executor._submitted += n
+            executor._pending += n
+            if not executor._waking:
+                executor._wake_worker()
 
     async def _close_source(self) -> None:
+        # A call that ends consumes no more of its input: close an async input (an async
+        # generator would otherwise be finalised only when garbage collected). Sync
+        # inputs are left as they are, as the built-in map() leaves them.
         if self._is_async:
-            await self._source.aclose()
+            await _aclose(self._source)
 
 
 class MapCall(_Call[_T]):
-    """One ``await executor.map(...)``: results in input order, raised on first error."""
+    """One ``await executor.map(...)``: results in input order, the first error raised."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._results: list[Any] = []
-        self._live: set[AsyncFuture[Any]] = set()
-        self._low_water = self._window // 2
-
-    def _in_flight(self) -> int:
-        return len(self._live)
-
-    def _live_items(self) -> Iterable[AsyncFuture[Any]]:
-        return self._live
+        self._low_water = self._window // 2  # refill when half the window has ended
 
     async def run(self) -> list[_T]:
         loop = self._begin()
         try:
-            live = self._live
-            results = self._results
             while True:
                 if not self._exhausted:
-                    items = await self._fill(self._window - len(live))
-                    live.update(items)
-                    results.extend([None] * len(items))
+                    await self._fill(self._window - self._in_flight)
                     if self._exhausted:
                         self._low_water = 0
                     self._raise_if_stopped()
-                if not live:
+                if not self._in_flight:
                     if self._exhausted:
-                        return results
+                        return self._results
                     continue  # room for more input
                 await self._sleep(loop)
         finally:
             self._end()
             await self._close_source()
 
-    def _item_ended(self, item: AsyncFuture[Any]) -> None:
-        live = self._live
-        live.discard(item)
-        if item._state == FINISHED:
-            exc = item._exception
-            if exc is None:
-                self._results[item._index] = item._result
-                if len(live) > self._low_water:
-                    return
-            elif self._error is None:
-                self._error = exc
-        elif self._error is None:
-            # Cancelled by no one this call knows: end the call the same way.
-            self._error = asyncio.CancelledError()
+    def _fed(self, n: int) -> None:
+        if n:
+            self._results.extend([None] * n)
+            super()._fed(n)
+
+    def _item_failed(self, pos: int, exc: BaseException) -> None:
+        # Fail fast, now rather than when the caller wakes: in between, the workers
+        # would start more of this call's queued items.
+        self._in_flight -= 1
+        if self._error is None:
+            self._error = exc
+        self._end()
         self._wake()
 
 
 class MapIterator(AsyncIterator[_T]):
     """The async iterator of ``executor.map_iter(...)``.
 
-    A thin shell around the call state: the items refer to the state, never to this
-    object, so when the consumer drops the iterator (a ``break`` out of ``async for``)
-    it is freed at once and ``__del__`` cancels the call's items without waiting for a
-    garbage collection or an ``aclose()``.
+    A thin shell around the call state: the queue and the workers refer to the state,
+    never to this object, so when the consumer drops the iterator (a ``break`` out of
+    ``async for``) it is freed at once and ``__del__`` cancels the call's items without
+    waiting for a garbage collection or an ``aclose()``.
     """
 
     __slots__ = ("_state",)
 
-    def __init__(self, *args: Any) -> None:
-        self._state: _IterState[_T] = _IterState(*args)
+    def __init__(self, state: IterState[_T]) -> None:
+        self._state = state
 
     def __aiter__(self) -> MapIterator[_T]:
         return self
@@ -277,46 +319,45 @@ class MapIterator(AsyncIterator[_T]):
                 state._end()
 
 
-class _IterState(_Call[_T]):
+class IterState(_Call[_T]):
+    """map_iter's call: results wait in a ring of ``window`` places until their turn."""
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._in_order: deque[AsyncFuture[Any]] = deque()
+        self._head = 0  # the input position of the next result to yield
+        self._head_pos = 0  # its place in the ring
+        self._results = [_MISSING] * self._window
+        self._ring = self._window
+        self._failed: dict[int, BaseException] = {}  # by place in the ring
         self._finished = False
-
-    def _in_flight(self) -> int:
-        return len(self._in_order)
-
-    def _live_items(self) -> Iterable[AsyncFuture[Any]]:
-        return self._in_order
+        self._refill_at = self._window // 2
 
     async def next(self) -> _T:
         if self._finished:
             raise StopAsyncIteration
-        loop = self._executor._loop if self._open else self._begin()
+        loop = self._executor._loop if self._began else self._begin()
         assert loop is not None
-        in_order = self._in_order
         try:
             while True:
-                self._raise_if_stopped()
-                if not self._exhausted and len(in_order) < self._window:
-                    in_order.extend(await self._fill(self._window - len(in_order)))
+                if self._error is not None or self._timed_out:
                     self._raise_if_stopped()
-                if not in_order:
-                    if self._exhausted:
-                        raise StopAsyncIteration
-                    continue
-                head = in_order[0]
-                if head._state < FINISHED:
-                    await self._sleep(loop)
-                    continue
-                in_order.popleft()
-                if head._state == FINISHED and head._exception is None:
-                    result: _T = head._result
-                    return result
-                if head._state == CANCELLED:
-                    raise asyncio.CancelledError()
-                assert head._exception is not None
-                raise head._exception
+                head = self._head
+                # Refill when half the window is free: one read of the input per many items.
+                if not self._exhausted and self._count - head <= self._refill_at:
+                    await self._fill(self._window - (self._count - head))
+                    self._raise_if_stopped()
+                pos = self._head_pos
+                result = self._results[pos]
+                if result is not _MISSING:
+                    self._results[pos] = _MISSING
+                    self._head = head + 1
+                    self._head_pos = pos + 1 if pos + 1 < self._window else 0
+                    return result  # type: ignore[no-any-return]
+                if pos in self._failed:
+                    raise self._failed.pop(pos)
+                if head == self._count and self._exhausted:
+                    raise StopAsyncIteration
+                await self._sleep(loop)
         except BaseException:
             self._finished = True
             self._end()
@@ -327,14 +368,10 @@ class _IterState(_Call[_T]):
         if not self._finished:
             self._finished = True
             self._end()
-            if self._count or self._is_async:
-                await self._close_source()
+            await self._close_source()
 
-    def _item_ended(self, item: AsyncFuture[Any]) -> None:
-        in_order = self._in_order
-        if in_order and item is in_order[0]:
-            self._wake()
-        elif item._state == CANCELLED and self._error is None and self._open:
-            # Cancelled by no one this call knows (the worker's loop is going away).
-            self._error = asyncio.CancelledError()
+    def _item_failed(self, pos: int, exc: BaseException) -> None:
+        self._in_flight -= 1
+        self._failed[pos] = exc
+        if pos == self._head_pos:
             self._wake()

@@ -20,7 +20,7 @@ from inspect import isawaitable
 from types import CoroutineType, TracebackType
 from typing import Any, Final, TypeVar
 
-from ._calls import MapCall, MapIterator
+from ._calls import IterState, MapCall, MapIterator
 from ._errors import ExecutorShutdownError
 from ._future import CANCELLED, FINISHED, PENDING, RUNNING, AsyncFuture
 from ._ratelimit import RateLimiter
@@ -120,6 +120,18 @@ class _Options:
         self.context = context
 
 
+class _Slot:
+    """What one worker runs for a map/map_iter call: the call can cancel it through this."""
+
+    __slots__ = ("_runner", "call", "cancelled", "index")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._runner: asyncio.Task[Any] = task  # what to cancel: the worker, or an item Task
+        self.call: Any = None  # the call whose item runs now, None between items
+        self.index = 0
+        self.cancelled: asyncio.Task[Any] | None = None  # what the call cancelled, if it did
+
+
 class AsyncExecutor:
     """Run async callables on a bounded pool of workers, the ``concurrent.futures`` way.
 
@@ -176,10 +188,12 @@ class AsyncExecutor:
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = _OPEN
-        self._queue: deque[AsyncFuture[Any]] = deque()
+        self._queue: deque[Any] = deque()  # AsyncFuture or (call, index, args)
         self._idle: deque[asyncio.Future[None]] = deque()  # parked workers' wake-up futures
         self._room_waiters: deque[asyncio.Future[None]] = deque()  # asubmit/map waiting for room
         self._workers: set[asyncio.Task[None]] = set()
+        self._slots: dict[asyncio.Task[Any], _Slot] = {}
+        self._full = False  # every slot has a worker
         self._worker_seq = 0
         self._waking = 0  # workers woken (or started) that have not looked at the queue yet
         self._calls: set[Any] = set()  # map / map_iter calls in progress
@@ -187,13 +201,18 @@ class AsyncExecutor:
         # Counters (see ExecutorStats); updated before a future is resolved.
         self._submitted = 0
         self._pending = 0
-        self._running = 0
         self._completed = 0
         self._failed = 0
         self._cancelled = 0
         self._retried = 0
 
     # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def _running(self) -> int:
+        # Every accepted item is in exactly one state, so the running ones are the rest;
+        # deriving the count spares the hot path two updates per item.
+        return self._submitted - self._pending - self._completed - self._failed - self._cancelled
 
     @property
     def max_workers(self) -> int:
@@ -372,6 +391,7 @@ class AsyncExecutor:
 
         def start() -> None:
             if outer.cancelled():
+                outer.set_running_or_notify_cancel()  # cancelled by its thread: notify it
                 return
             try:
                 inner = self.submit(fn, *args, **kwargs)
@@ -383,6 +403,9 @@ class AsyncExecutor:
             def on_end(inner: AsyncFuture[_T]) -> None:
                 if inner._state == CANCELLED:
                     outer.cancel()
+                    # Mark it notified, as executors do: only then do
+                    # concurrent.futures.wait / as_completed see it done.
+                    outer.set_running_or_notify_cancel()
                 else:
                     relay(inner)
 
@@ -437,7 +460,11 @@ class AsyncExecutor:
         assert loop is not None
         self._worker_seq += 1
         task = loop.create_task(self._work(), name=f"{self._name}-worker-{self._worker_seq}")
+        # A worker parked in an executor that the program dropped without shutdown() is
+        # collected with it; that is no error worth a log line (nothing was lost).
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
         self._workers.add(task)
+        self._full = len(self._workers) >= self._max_workers
 
     async def _wait_for_room(self, accepted: bool = False) -> None:
         """Wait until fewer than ``max_pending`` items are queued.
@@ -452,9 +479,10 @@ class AsyncExecutor:
             try:
                 await waiter
             except BaseException:
-                # A wake-up this waiter can no longer use goes to the next one.
                 if waiter.done() and not waiter.cancelled():
-                    self._on_room()
+                    self._on_room()  # a wake-up this waiter cannot use goes to the next one
+                else:
+                    self._room_waiters.remove(waiter)
                 raise
         if not accepted:
             self._check_open()
@@ -471,14 +499,24 @@ class AsyncExecutor:
     # -- the worker ----------------------------------------------------------------------
 
     async def _work(self) -> None:
-        """One slot of the pool: run queued items one after another until shutdown."""
+        """One slot of the pool: run queued items one after another until shutdown.
+
+        A queue entry is either an AsyncFuture (from submit) or a ``(call, index, args)``
+        tuple (an item of a map/map_iter call, which needs no future of its own). The
+        worker's _Slot tells a call which of its items this worker runs, so that the
+        call can cancel it.
+        """
         loop = self._loop
         assert loop is not None
         task = asyncio.current_task()
         assert task is not None
+        slot = _Slot(task)
+        self._slots[task] = slot
         queue = self._queue
         ran = 0
-        item: AsyncFuture[Any] | None = None
+        yield_every = _YIELD_EVERY
+        coroutine_type = CoroutineType
+        item: Any = None
         # Python 3.10 cannot tell an item's own CancelledError from a cancel of the
         # worker, so the worker stops on both; then it is replaced if work is left.
         replace = False
@@ -500,60 +538,116 @@ class AsyncExecutor:
                     fresh = True
                     continue
                 item = queue.popleft()
-                if queue and (fresh or not self._waking):
+                if queue and (self._idle or not self._full) and (fresh or not self._waking):
                     self._spread(fresh)
                 fresh = False
-                if item._state != PENDING:  # cancelled while queued
-                    continue
-                self._pending -= 1
-                self._running += 1
-                item._state = RUNNING
-                item._runner = task
-                if self._room_waiters:
-                    self._on_room()
-                try:
-                    if item._opts is None:
-                        fn = item._fn
-                        assert fn is not None
-                        kwargs = item._kwargs
-                        coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
-                        if type(coro) is not CoroutineType and not isawaitable(coro):
-                            raise _not_awaitable(fn, coro)
-                        result = await coro
-                    else:
-                        result = await self._run_with_options(item, item._opts)
-                except asyncio.CancelledError:
-                    if not self._item_cancelled(item, task):
-                        replace = not _HAS_UNCANCEL
+                if type(item) is tuple:
+                    # -- an item of a map / map_iter call ------------------------------
+                    call, pos, args = item
+                    if not call._open:
+                        continue  # its call has ended (and counted it as cancelled)
+                    call._queued -= 1
+                    self._pending -= 1
+                    slot.call = call
+                    slot.index = pos
+                    if self._room_waiters:
+                        self._on_room()
+                    try:
+                        opts = call._opts
+                        if opts is None:
+                            fn = call._fn
+                            # A call over one iterable feeds bare values: no 1-tuples.
+                            coro = fn(args) if call._single else fn(*args)
+                            if type(coro) is not coroutine_type and not isawaitable(coro):
+                                raise _not_awaitable(fn, coro)
+                            result = await coro
+                        else:
+                            result = await self._run_with_options(
+                                call._fn,
+                                (args,) if call._single else args,
+                                None,
+                                opts,
+                                call._context,
+                                slot,
+                            )
+                    except asyncio.CancelledError:
+                        if not self._slot_cancelled(slot, task):
+                            replace = not _HAS_UNCANCEL
+                            raise
+                    except (KeyboardInterrupt, SystemExit) as exc:
+                        self._slot_failed(slot, exc)
                         raise
-                except (KeyboardInterrupt, SystemExit) as exc:
-                    self._item_failed(item, exc)
-                    raise
-                except BaseException as exc:
-                    self._item_failed(item, exc)
+                    except BaseException as exc:
+                        self._slot_failed(slot, exc)
+                    else:
+                        if slot.call is call:
+                            slot.call = None
+                            self._completed += 1
+                            # Hand the result over (see _calls: a list for map, a ring
+                            # of window places for map_iter).
+                            call._results[pos] = result
+                            call._in_flight -= 1
+                            if call._in_flight <= call._low_water or pos == call._head_pos:
+                                call._wake()
+                        elif slot.cancelled is not None:
+                            self._slot_cancelled(slot, task)  # it swallowed our cancel
                 else:
-                    if item._state == RUNNING:
-                        self._running -= 1
-                        self._completed += 1
-                        item._state = FINISHED
-                        item._result = result
-                        item._fn = item._args = item._kwargs = item._runner = None  # type: ignore[assignment]
-                        item._ended()
-                    elif item._runner is task:
-                        # Cancelled while it ran, but it swallowed the CancelledError.
-                        _uncancel(task)
+                    # -- a submitted AsyncFuture ----------------------------------------
+                    if item._state != PENDING:  # cancelled while queued
+                        continue
+                    self._pending -= 1
+                    item._state = RUNNING
+                    item._runner = task
+                    if self._room_waiters:
+                        self._on_room()
+                    try:
+                        if item._opts is None:
+                            fn = item._fn
+                            kwargs = item._kwargs
+                            coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
+                            if type(coro) is not coroutine_type and not isawaitable(coro):
+                                raise _not_awaitable(fn, coro)
+                            result = await coro
+                        else:
+                            result = await self._run_with_options(
+                                item._fn, item._args, item._kwargs, item._opts, item._context, item
+                            )
+                    except asyncio.CancelledError:
+                        if not self._item_cancelled(item, task):
+                            replace = not _HAS_UNCANCEL
+                            raise
+                    except (KeyboardInterrupt, SystemExit) as exc:
+                        self._item_failed(item, exc)
+                        raise
+                    except BaseException as exc:
+                        self._item_failed(item, exc)
+                    else:
+                        if item._state == RUNNING:
+                            self._completed += 1
+                            item._state = FINISHED
+                            item._result = result
+                            item._fn = item._args = item._kwargs = item._runner = None
+                            if item._listeners is not None:
+                                item._ended()
+                        elif item._runner is task:
+                            # Cancelled while it ran, but it swallowed the CancelledError.
+                            _uncancel(task)
                 item = None
                 ran += 1
-                if ran == _YIELD_EVERY:
+                if ran == yield_every:
                     ran = 0
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
-            # The worker itself was cancelled (loop teardown): the item it ran ends cancelled.
-            if item is not None and item._state == RUNNING:
-                item._runner = None
-                item.cancel()
+            # The worker itself was cancelled (loop teardown): its item ends cancelled.
+            if isinstance(item, AsyncFuture):
+                if item._state == RUNNING:
+                    item._runner = None
+                    item.cancel()
+            elif slot.call is not None:
+                self._slot_ended_cancelled(slot)
             raise
         finally:
+            del self._slots[task]
             self._worker_exited(task, replace)
 
     def _item_cancelled(self, item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:
@@ -572,59 +666,145 @@ class AsyncExecutor:
 
     def _item_failed(self, item: AsyncFuture[Any], exc: BaseException) -> None:
         if item._state == RUNNING:
-            self._running -= 1
             self._failed += 1
             item._state = FINISHED
             item._exception = exc
             item._fn = item._args = item._kwargs = item._runner = None  # type: ignore[assignment]
             item._ended()
 
+    # A map item's outcome, settled through the worker's slot (see _work).
+
+    def _cancel_slot(self, slot: _Slot) -> None:
+        """Cancel the call item a slot runs (its call is ending)."""
+        slot.call = None
+        slot.cancelled = slot._runner
+        self._cancelled += 1
+        slot._runner.cancel()
+
+    def _slot_cancelled(self, slot: _Slot, task: asyncio.Task[Any]) -> bool:
+        """Like _item_cancelled, for a call item."""
+        cancelled = slot.cancelled
+        if cancelled is not None:
+            slot.cancelled = None
+            # Only a cancel of the worker itself needs undoing (not one of an item Task).
+            return cancelled is not task or _uncancel(task) == 0
+        outside = _cancelling(task) > 0
+        if slot.call is not None:
+            self._slot_ended_cancelled(slot)
+        return not outside
+
+    def _slot_ended_cancelled(self, slot: _Slot) -> None:
+        call = slot.call
+        slot.call = None
+        self._cancelled += 1
+        call._item_failed(slot.index, asyncio.CancelledError())
+
+    def _slot_failed(self, slot: _Slot, exc: BaseException) -> None:
+        call = slot.call
+        if call is not None:
+            slot.call = None
+            self._failed += 1
+            call._item_failed(slot.index, exc)
+
+    def _end_call(self, call: Any) -> None:
+        """A map/map_iter call ends: cancel its running items, drop its queued ones."""
+        for slot in self._slots.values():
+            if slot.call is call:
+                self._cancel_slot(slot)
+        queued = call._queued
+        if queued:
+            call._queued = 0
+            self._pending -= queued
+            self._cancelled += queued
+            for _ in range(min(queued, len(self._room_waiters))):
+                self._on_room()
+        self._calls.discard(call)
+        self._call_ended()
+
     def _worker_exited(self, task: asyncio.Task[None], replace: bool) -> None:
         self._workers.discard(task)
+        self._full = False
         if replace and self._queue and self._state != _CLOSED:
             self._start_worker()
         else:
             self._maybe_closed()
 
-    async def _run_with_options(self, item: AsyncFuture[Any], opts: _Options) -> Any:
-        """The slow path: context, retries, semaphore, rate limit and timeout."""
-        if opts.context:
+    async def _run_with_options(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        opts: _Options,
+        context: contextvars.Context | None,
+        holder: AsyncFuture[Any] | _Slot,
+    ) -> Any:
+        """The slow path: context, retries, semaphore, rate limit and timeout.
+
+        With a context the item runs in a Task of its own; ``holder._runner`` is then
+        that Task, so that cancelling the item cancels it and not the worker.
+        """
+        if context is not None:
             loop = self._loop
             assert loop is not None
-            context = item._context
-            coro = self._attempts(item, opts)
+            coro = self._attempts(fn, args, kwargs, opts)
+            context = context.copy()  # one call's items must not share one context
+            worker = asyncio.current_task()
+            name = f"{worker.get_name() if worker else self._name}-item"
             if sys.version_info >= (3, 11):
-                inner = loop.create_task(coro, context=context)
+                inner = loop.create_task(coro, name=name, context=context)
             else:  # pragma: no cover - Python 3.10
-                inner = context.run(loop.create_task, coro)
-            item._runner = inner
-            return await inner
-        return await self._attempts(item, opts)
+                inner = context.run(loop.create_task, coro, name=name)
+            holder._runner = inner
+            try:
+                return await inner
+            finally:
+                if isinstance(holder, _Slot):
+                    holder._runner = asyncio.current_task()  # type: ignore[assignment]
+        return await self._attempts(fn, args, kwargs, opts)
 
-    async def _attempts(self, item: AsyncFuture[Any], opts: _Options) -> Any:
+    async def _attempts(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        opts: _Options,
+    ) -> Any:
         if opts.retries:
             return await call_with_retries(
-                self._attempt, (item, opts), opts.retries, opts.retry_delay, self._count_retry
+                self._attempt,
+                (fn, args, kwargs, opts),
+                opts.retries,
+                opts.retry_delay,
+                self._count_retry,
             )
-        return await self._attempt(item, opts)
+        return await self._attempt(fn, args, kwargs, opts)
 
     def _count_retry(self) -> None:
         self._retried += 1
 
-    async def _attempt(self, item: AsyncFuture[Any], opts: _Options) -> Any:
+    async def _attempt(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        opts: _Options,
+    ) -> Any:
         semaphore = opts.semaphore
         if semaphore is None:
-            return await self._start_attempt(item, opts)
+            return await self._start_attempt(fn, args, kwargs, opts)
         async with semaphore:
-            return await self._start_attempt(item, opts)
+            return await self._start_attempt(fn, args, kwargs, opts)
 
-    async def _start_attempt(self, item: AsyncFuture[Any], opts: _Options) -> Any:
+    async def _start_attempt(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        opts: _Options,
+    ) -> Any:
         if opts.limiter is not None:
             await opts.limiter.acquire()
-        fn = item._fn
-        assert fn is not None
-        kwargs = item._kwargs
-        coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
+        coro = fn(*args, **kwargs) if kwargs else fn(*args)
         if not isawaitable(coro):
             raise _not_awaitable(fn, coro)
         if opts.task_timeout is None:
@@ -683,11 +863,13 @@ class AsyncExecutor:
         opts, window = self._prepare_call(
             fn, iterables, timeout, retries, retry_delay, task_timeout, window
         )
+        call: MapCall[_T]
         if progress:
-            from ._progress import track_map
+            from ._progress import TrackedMapCall
 
-            return await track_map(self, fn, iterables, opts, window, timeout)
-        call: MapCall[_T] = MapCall(self, fn, iterables, opts, window, timeout)
+            call = TrackedMapCall(self, fn, iterables, opts, window, timeout)
+        else:
+            call = MapCall(self, fn, iterables, opts, window, timeout)
         return await call.run()
 
     def map_iter(
@@ -711,13 +893,14 @@ class AsyncExecutor:
         opts, window = self._prepare_call(
             fn, iterables, timeout, retries, retry_delay, task_timeout, window
         )
-        iterator: AsyncIterator[_T] = MapIterator(self, fn, iterables, opts, window, timeout)
+        state: IterState[_T]
         if progress:
-            from ._progress import check_available, track_iter
+            from ._progress import TrackedIterState
 
-            check_available()
-            iterator = track_iter(iterator, iterables)
-        return iterator
+            state = TrackedIterState(self, fn, iterables, opts, window, timeout)
+        else:
+            state = IterState(self, fn, iterables, opts, window, timeout)
+        return MapIterator(state)
 
     # -- waiting -------------------------------------------------------------------------
 
@@ -766,7 +949,10 @@ class AsyncExecutor:
             self._abort_calls()
             queue = self._queue
             while queue:
-                queue.popleft().cancel()
+                entry = queue.popleft()
+                if isinstance(entry, AsyncFuture):
+                    entry.cancel()
+                # a call's items are accounted for when the aborted call ends
         self._release_idle_workers()
         self._maybe_closed()
         if wait and self._state == _CLOSING:

@@ -2,14 +2,15 @@
 
 An AsyncFuture is both the work item that sits in the executor's queue and the handle the
 caller waits on. Waiting creates a raw loop future only when the item is still pending, so
-an item whose result is collected after it finished (and every item of ``map``) costs no
-loop future at all.
+an item whose result is collected after it finished costs no loop future at all. (Items of
+``map`` and ``map_iter`` have no AsyncFuture: see _calls.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Callable, Generator
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -56,11 +57,9 @@ class AsyncFuture(Generic[_T]):
         "_exception",
         "_executor",
         "_fn",
-        "_index",
         "_kwargs",
         "_listeners",
         "_opts",
-        "_owner",
         "_result",
         "_runner",
         "_state",
@@ -73,16 +72,12 @@ class AsyncFuture(Generic[_T]):
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         opts: _Options | None,
-        owner: Any = None,
-        index: int = 0,
     ) -> None:
         self._executor = executor
         self._fn: Callable[..., Any] | None = fn
         self._args = args
         self._kwargs = kwargs
         self._opts = opts
-        self._owner = owner  # the map/map_iter call this item belongs to, if any
-        self._index = index  # its position in that call's input
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
@@ -90,7 +85,7 @@ class AsyncFuture(Generic[_T]):
         self._listeners: list[Callable[[AsyncFuture[Any]], None]] | None = None
         # The task whose cancellation cancels this item while it runs.
         self._runner: asyncio.Task[Any] | None = None
-        self._context: Any = None
+        self._context: contextvars.Context | None = None
 
     # -- the public surface ------------------------------------------------------------
 
@@ -132,8 +127,6 @@ class AsyncFuture(Generic[_T]):
         if state == PENDING:
             executor._pending -= 1
             executor._on_room()
-        else:
-            executor._running -= 1
         self._state = CANCELLED
         self._fn = self._args = self._kwargs = None  # type: ignore[assignment]
         runner = self._runner
@@ -226,9 +219,6 @@ class AsyncFuture(Generic[_T]):
             self._listeners = None
             for listener in listeners:
                 listener(self)
-        owner = self._owner
-        if owner is not None:
-            owner._item_ended(self)
 
 
 def _call_soon(

@@ -1,22 +1,22 @@
 """Progress bars for long ``map`` / ``map_iter`` calls, drawn with rich (an optional extra).
 
-Only calls made with ``progress=True`` come here, so the plain paths pay nothing for it.
+Only calls made with ``progress=True`` come here: they are the plain calls with a bar
+started when the call begins and stopped when it ends, so the plain paths pay nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any, TypeVar
 
-from ._calls import MapCall
-from ._future import AsyncFuture
+from ._calls import IterState, MapCall
 
-__all__ = ["track_iter", "track_map"]
+__all__ = ["TrackedIterState", "TrackedMapCall"]
 
 _T = TypeVar("_T")
 
 
-def _progress() -> Any:
+def _progress_class() -> Any:
     try:
         from rich.progress import Progress
     except ImportError:
@@ -24,7 +24,7 @@ def _progress() -> Any:
             "progress=True draws its bar with rich, which is not installed: "
             "pip install 'antflow[progress]'"
         ) from None
-    return Progress()
+    return Progress
 
 
 def _total(iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]) -> int | None:
@@ -35,38 +35,68 @@ def _total(iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]) -> int | N
         return None
 
 
-def check_available() -> None:
-    """Raise the ImportError naming the extra now, at the call, not at the first result."""
-    _progress()
+class _Bar:
+    """One rich progress bar, drawn from ``start`` to ``stop``.
+
+    Made when the call is made, so that a missing rich fails the call that asked for it.
+    """
+
+    def __init__(self, description: str, total: int | None) -> None:
+        self._progress = _progress_class()()
+        self._task = self._progress.add_task(description, total=total)
+
+    def start(self) -> None:
+        self._progress.start()
+
+    def show(self, completed: int) -> None:
+        self._progress.update(self._task, completed=completed)
+
+    def stop(self) -> None:
+        self._progress.stop()
 
 
-async def track_iter(
-    iterator: AsyncIterator[_T], iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]
-) -> AsyncIterator[_T]:
-    """Yield from ``iterator``, advancing a progress bar per result."""
-    with _progress() as progress:
-        bar = progress.add_task("map_iter", total=_total(iterables))
-        try:
-            async for result in iterator:
-                progress.advance(bar)
-                yield result
-        finally:
-            await iterator.aclose()  # type: ignore[attr-defined]
+class TrackedMapCall(MapCall[_T]):
+    """A map call with a bar; the bar moves whenever the caller wakes."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._bar = _Bar("map", _total(args[2]))
+
+    def _begin(self) -> Any:
+        loop = super()._begin()
+        self._bar.start()
+        return loop
+
+    def _wake(self) -> None:
+        # Workers hand results over in place; count them when the caller is woken.
+        self._bar.show(self._count - self._in_flight)
+        super()._wake()
+
+    def _end(self) -> None:
+        if self._open:
+            self._bar.show(self._count - self._in_flight)
+            self._bar.stop()
+        super()._end()
 
 
-class _TrackedMapCall(MapCall[_T]):
-    progress: Any
-    bar: Any
+class TrackedIterState(IterState[_T]):
+    """A map_iter call with a bar that moves with every result yielded."""
 
-    def _item_ended(self, item: AsyncFuture[Any]) -> None:
-        super()._item_ended(item)
-        self.progress.advance(self.bar)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._bar = _Bar("map_iter", _total(args[2]))
 
+    def _begin(self) -> Any:
+        loop = super()._begin()
+        self._bar.start()
+        return loop
 
-async def track_map(*args: Any) -> list[_T]:
-    """Run a map call (``MapCall``'s arguments), advancing a progress bar as items end."""
-    call: _TrackedMapCall[_T] = _TrackedMapCall(*args)
-    with _progress() as progress:
-        call.progress = progress
-        call.bar = progress.add_task("map", total=_total(args[2]))
-        return await call.run()
+    async def next(self) -> _T:
+        result = await super().next()
+        self._bar.show(self._head)
+        return result
+
+    def _end(self) -> None:
+        if self._open:
+            self._bar.stop()
+        super()._end()
