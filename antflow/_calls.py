@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -104,6 +111,7 @@ class _Call(Generic[_T]):
         self._timer: asyncio.TimerHandle | None = None
         self._timed_out = False
         self._began = False
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # see _begin
         self._open = False  # between _begin and _end: the executor runs its items
 
     def __repr__(self) -> str:
@@ -122,7 +130,7 @@ class _Call(Generic[_T]):
 
     def _begin(self) -> asyncio.AbstractEventLoop:
         executor = self._executor
-        loop = executor._bind()
+        self._loop = loop = executor._bind()
         executor._check_open()
         executor._calls.add(self)
         self._began = self._open = True
@@ -301,8 +309,8 @@ class MapIterator(AsyncIterator[_T]):
     def __aiter__(self) -> MapIterator[_T]:
         return self
 
-    def __anext__(self) -> Any:
-        return self._state.next()
+    def __anext__(self) -> Awaitable[_T]:
+        return self._state.anext()
 
     async def aclose(self) -> None:
         """Stop the iteration: cancel its running items; its queued ones never start."""
@@ -332,11 +340,31 @@ class IterState(_Call[_T]):
         self._finished = False
         self._refill_at = self._window // 2
 
+    def anext(self) -> Awaitable[_T]:
+        """The awaitable of the next result: a ready future when that result is at hand.
+
+        The fast path skips a coroutine per result; it applies while the call is open
+        (no error, deadline or abort has ended it) and needs no refill yet.
+        """
+        pos = self._head_pos
+        result = self._results[pos]
+        if (
+            result is not _MISSING
+            and self._open
+            and (self._exhausted or self._count - self._head > self._refill_at)
+        ):
+            self._results[pos] = _MISSING
+            self._head += 1
+            self._head_pos = pos + 1 if pos + 1 < self._window else 0
+            ready: asyncio.Future[_T] = self._loop.create_future()
+            ready.set_result(result)
+            return ready
+        return self.next()
+
     async def next(self) -> _T:
         if self._finished:
             raise StopAsyncIteration
-        loop = self._executor._loop if self._began else self._begin()
-        assert loop is not None
+        loop = self._loop if self._began else self._begin()
         try:
             while True:
                 if self._error is not None or self._timed_out:

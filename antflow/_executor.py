@@ -65,6 +65,13 @@ _STATE_NAMES = ("open", "closing", "closed")
 _YIELD_EVERY = 64
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark what ended a worker as seen: KeyboardInterrupt / SystemExit reach the loop
+    already (and the item's future holds them), so a "never retrieved" log adds nothing."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _default_max_workers() -> int:
     import os
 
@@ -463,6 +470,7 @@ class AsyncExecutor:
         # A worker parked in an executor that the program dropped without shutdown() is
         # collected with it; that is no error worth a log line (nothing was lost).
         task._log_destroy_pending = False  # type: ignore[attr-defined]
+        task.add_done_callback(_retrieve)
         self._workers.add(task)
         self._full = len(self._workers) >= self._max_workers
 
@@ -632,7 +640,8 @@ class AsyncExecutor:
                         elif item._runner is task:
                             # Cancelled while it ran, but it swallowed the CancelledError.
                             _uncancel(task)
-                item = None
+                # Drop this item's objects now: finished work must not stay reachable.
+                item = call = args = coro = result = None
                 ran += 1
                 if ran == yield_every:
                     ran = 0
@@ -716,6 +725,12 @@ class AsyncExecutor:
             call._queued = 0
             self._pending -= queued
             self._cancelled += queued
+            # Drop its entries from the queue now (in place: workers hold the deque), so
+            # that their inputs are freed at once and not when a worker reaches them.
+            queue = self._queue
+            kept = [entry for entry in queue if type(entry) is not tuple or entry[0] is not call]
+            queue.clear()
+            queue.extend(kept)
             for _ in range(min(queued, len(self._room_waiters))):
                 self._on_room()
         self._calls.discard(call)

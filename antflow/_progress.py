@@ -6,7 +6,7 @@ started when the call begins and stopped when it ends, so the plain paths pay no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Iterable
 from typing import Any, TypeVar
 
 from ._calls import IterState, MapCall
@@ -90,6 +90,9 @@ class TrackedIterState(IterState[_T]):
         loop = super()._begin()
         self._bar.start()
         return loop
+
+    def anext(self) -> Awaitable[_T]:
+        return self.next()  # no fast path: the bar moves with each result
 
     async def next(self) -> _T:
         result = await super().next()
