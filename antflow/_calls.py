@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import types
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
 )
@@ -62,6 +64,13 @@ async def _aclose(iterator: object) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+@types.coroutine
+def _ready(value: _T) -> Generator[Any, None, _T]:
+    """An awaitable of a value at hand: awaiting it returns at once, without a loop turn."""
+    return value
+    yield  # unreachable: it makes this a generator, hence awaitable
 
 
 class _Call(Generic[_T]):
@@ -310,7 +319,21 @@ class MapIterator(AsyncIterator[_T]):
         return self
 
     def __anext__(self) -> Awaitable[_T]:
-        return self._state.anext()
+        # The fast path of IterState.anext, inlined: this runs once per result.
+        state = self._state
+        pos = state._head_pos
+        result = state._results[pos]
+        if (
+            result is not _MISSING
+            and state._open
+            and state._fast
+            and (state._exhausted or state._count - state._head > state._refill_at)
+        ):
+            state._results[pos] = _MISSING
+            state._head += 1
+            state._head_pos = pos + 1 if pos + 1 < state._window else 0
+            return _ready(result)
+        return state.next()
 
     async def aclose(self) -> None:
         """Stop the iteration: cancel its running items; its queued ones never start."""
@@ -339,27 +362,10 @@ class IterState(_Call[_T]):
         self._failed: dict[int, BaseException] = {}  # by place in the ring
         self._finished = False
         self._refill_at = self._window // 2
-
-    def anext(self) -> Awaitable[_T]:
-        """The awaitable of the next result: a ready future when that result is at hand.
-
-        The fast path skips a coroutine per result; it applies while the call is open
-        (no error, deadline or abort has ended it) and needs no refill yet.
-        """
-        pos = self._head_pos
-        result = self._results[pos]
-        if (
-            result is not _MISSING
-            and self._open
-            and (self._exhausted or self._count - self._head > self._refill_at)
-        ):
-            self._results[pos] = _MISSING
-            self._head += 1
-            self._head_pos = pos + 1 if pos + 1 < self._window else 0
-            ready: asyncio.Future[_T] = self._loop.create_future()
-            ready.set_result(result)
-            return ready
-        return self.next()
+        # MapIterator.__anext__ hands a result at hand over without a coroutine when the
+        # call is open and needs no refill; a subclass that must see every result in
+        # next() turns this off.
+        self._fast = True
 
     async def next(self) -> _T:
         if self._finished:

@@ -6,7 +6,7 @@ started when the call begins and stopped when it ends, so the plain paths pay no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any, TypeVar
 
 from ._calls import IterState, MapCall
@@ -85,14 +85,12 @@ class TrackedIterState(IterState[_T]):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._bar = _Bar("map_iter", _total(args[2]))
+        self._fast = False  # every result goes through next(), which moves the bar
 
     def _begin(self) -> Any:
         loop = super()._begin()
         self._bar.start()
         return loop
-
-    def anext(self) -> Awaitable[_T]:
-        return self.next()  # no fast path: the bar moves with each result
 
     async def next(self) -> _T:
         result = await super().next()
