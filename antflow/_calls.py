@@ -103,7 +103,6 @@ class _Call(Generic[_T]):
             self._source = zip(*iterables)  # noqa: B905 - zip to the shortest, as map() does
         self._context = contextvars.copy_context() if opts is not None and opts.context else None
         self._count = 0  # items fed so far; the next item's index
-        self._queued = 0  # items in the executor's queue, not started yet
         self._in_flight = 0  # items fed whose outcome the worker has not handed over
         # The worker hands a result over in place (see AsyncExecutor._work):
         # ``_results[pos] = result``, then wakes the caller when ``_in_flight`` drops to
@@ -126,7 +125,7 @@ class _Call(Generic[_T]):
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} fn={getattr(self._fn, '__qualname__', self._fn)!r} "
-            f"fed={self._count} queued={self._queued} window={self._window}"
+            f"fed={self._count} in_flight={self._in_flight} window={self._window}"
             f"{' open' if self._open else ''}>"
         )
 
@@ -245,11 +244,9 @@ class _Call(Generic[_T]):
     def _fed(self, n: int) -> None:
         if n:
             self._count += n
-            self._queued += n
             self._in_flight += n
             executor = self._executor
             executor._submitted += n
-            executor._pending += n
             if not executor._waking:
                 executor._wake_worker()
 

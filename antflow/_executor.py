@@ -130,12 +130,11 @@ class _Options:
 class _Slot:
     """What one worker runs for a map/map_iter call: the call can cancel it through this."""
 
-    __slots__ = ("_runner", "call", "cancelled", "index")
+    __slots__ = ("_runner", "cancelled", "item")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self._runner: asyncio.Task[Any] = task  # what to cancel: the worker, or an item Task
-        self.call: Any = None  # the call whose item runs now, None between items
-        self.index = 0
+        self.item: Any = None  # the (call, place, args) entry running now, None between items
         self.cancelled: asyncio.Task[Any] | None = None  # what the call cancelled, if it did
 
 
@@ -207,13 +206,20 @@ class AsyncExecutor:
         self._drained: asyncio.Future[None] | None = None  # set when the last worker exits
         # Counters (see ExecutorStats); updated before a future is resolved.
         self._submitted = 0
-        self._pending = 0
+        # Queue entries that are dead: futures cancelled while queued. A worker skips them.
+        self._dead = 0
         self._completed = 0
         self._failed = 0
         self._cancelled = 0
         self._retried = 0
 
     # -- introspection ---------------------------------------------------------------------
+
+    @property
+    def _pending(self) -> int:
+        # Items queued and not started: the queue less its dead entries. Deriving the
+        # count spares the hot path an update per item.
+        return len(self._queue) - self._dead
 
     @property
     def _running(self) -> int:
@@ -428,7 +434,6 @@ class AsyncExecutor:
         """Queue an item; make sure a worker is on its way to the queue."""
         self._queue.append(item)
         self._submitted += 1
-        self._pending += 1
         if not self._waking:
             self._wake_worker()
 
@@ -552,12 +557,7 @@ class AsyncExecutor:
                 if type(item) is tuple:
                     # -- an item of a map / map_iter call ------------------------------
                     call, pos, args = item
-                    if not call._open:
-                        continue  # its call has ended (and counted it as cancelled)
-                    call._queued -= 1
-                    self._pending -= 1
-                    slot.call = call
-                    slot.index = pos
+                    slot.item = item
                     if self._room_waiters:
                         self._on_room()
                     try:
@@ -588,8 +588,8 @@ class AsyncExecutor:
                     except BaseException as exc:
                         self._slot_failed(slot, exc)
                     else:
-                        if slot.call is call:
-                            slot.call = None
+                        if slot.item is item:
+                            slot.item = None
                             self._completed += 1
                             # Hand the result over (see _calls: a list for map, a ring
                             # of window places for map_iter).
@@ -601,9 +601,9 @@ class AsyncExecutor:
                             self._slot_cancelled(slot, task)  # it swallowed our cancel
                 else:
                     # -- a submitted AsyncFuture ----------------------------------------
-                    if item._state != PENDING:  # cancelled while queued
+                    if item._state != PENDING:  # cancelled while queued: a dead entry
+                        self._dead -= 1
                         continue
-                    self._pending -= 1
                     item._state = RUNNING
                     item._runner = task
                     if self._room_waiters:
@@ -652,7 +652,7 @@ class AsyncExecutor:
                 if item._state == RUNNING:
                     item._runner = None
                     item.cancel()
-            elif slot.call is not None:
+            elif slot.item is not None:
                 self._slot_ended_cancelled(slot)
             raise
         finally:
@@ -685,7 +685,7 @@ class AsyncExecutor:
 
     def _cancel_slot(self, slot: _Slot) -> None:
         """Cancel the call item a slot runs (its call is ending)."""
-        slot.call = None
+        slot.item = None
         slot.cancelled = slot._runner
         self._cancelled += 1
         slot._runner.cancel()
@@ -698,41 +698,42 @@ class AsyncExecutor:
             # Only a cancel of the worker itself needs undoing (not one of an item Task).
             return cancelled is not task or _uncancel(task) == 0
         outside = _cancelling(task) > 0
-        if slot.call is not None:
+        if slot.item is not None:
             self._slot_ended_cancelled(slot)
         return not outside
 
     def _slot_ended_cancelled(self, slot: _Slot) -> None:
-        call = slot.call
-        slot.call = None
+        call, pos, _ = slot.item
+        slot.item = None
         self._cancelled += 1
-        call._item_failed(slot.index, asyncio.CancelledError())
+        call._item_failed(pos, asyncio.CancelledError())
 
     def _slot_failed(self, slot: _Slot, exc: BaseException) -> None:
-        call = slot.call
-        if call is not None:
-            slot.call = None
+        item = slot.item
+        if item is not None:
+            slot.item = None
             self._failed += 1
-            call._item_failed(slot.index, exc)
+            call, pos, _ = item
+            call._item_failed(pos, exc)
 
     def _end_call(self, call: Any) -> None:
         """A map/map_iter call ends: cancel its running items, drop its queued ones."""
         for slot in self._slots.values():
-            if slot.call is call:
+            item = slot.item
+            if item is not None and item[0] is call:
                 self._cancel_slot(slot)
-        queued = call._queued
-        if queued:
-            call._queued = 0
-            self._pending -= queued
-            self._cancelled += queued
-            # Drop its entries from the queue now (in place: workers hold the deque), so
-            # that their inputs are freed at once and not when a worker reaches them.
-            queue = self._queue
+        # Drop its queued entries now (in place: workers hold the deque), so that their
+        # inputs are freed at once; they count as cancelled.
+        queue = self._queue
+        if queue:
             kept = [entry for entry in queue if type(entry) is not tuple or entry[0] is not call]
-            queue.clear()
-            queue.extend(kept)
-            for _ in range(min(queued, len(self._room_waiters))):
-                self._on_room()
+            queued = len(queue) - len(kept)
+            if queued:
+                queue.clear()
+                queue.extend(kept)
+                self._cancelled += queued
+                for _ in range(min(queued, len(self._room_waiters))):
+                    self._on_room()
         self._calls.discard(call)
         self._call_ended()
 
@@ -961,13 +962,13 @@ class AsyncExecutor:
                 if not room_waiter.done():
                     room_waiter.set_result(None)  # they will see the executor closed
         if cancel_futures:
-            self._abort_calls()
+            self._abort_calls()  # each call takes its entries out of the queue
             queue = self._queue
-            while queue:
-                entry = queue.popleft()
-                if isinstance(entry, AsyncFuture):
-                    entry.cancel()
-                # a call's items are accounted for when the aborted call ends
+            for future in list(queue):  # (a cancel's listeners must not see it change)
+                if future._state == PENDING:
+                    future.cancel()
+            queue.clear()  # all dead now
+            self._dead = 0
         self._release_idle_workers()
         self._maybe_closed()
         if wait and self._state == _CLOSING:

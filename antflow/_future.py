@@ -125,7 +125,7 @@ class AsyncFuture(Generic[_T]):
         executor = self._executor
         executor._cancelled += 1
         if state == PENDING:
-            executor._pending -= 1
+            executor._dead += 1  # it stays in the queue until a worker skips it
             executor._on_room()
         self._state = CANCELLED
         self._fn = self._args = self._kwargs = None  # type: ignore[assignment]
