@@ -93,6 +93,7 @@ class _Call(Generic[_T]):
         # One iterable feeds its values bare (the worker calls fn(value)); several are
         # zipped to the shortest, as the built-in map() does.
         self._single = len(iterables) == 1
+        self._plain = self._single and opts is None  # the worker's fastest path
         self._is_async = any(isinstance(it, AsyncIterable) for it in iterables)
         if self._single:
             (only,) = iterables

@@ -325,10 +325,11 @@ class AsyncExecutor:
         Raises :class:`ExecutorShutdownError` after shutdown and
         :class:`asyncio.QueueFull` when ``max_pending`` items are already waiting.
         """
+        # The fast path: a bound, open executor and a call without options of its own.
         loop = _get_running_loop()
         if loop is None or loop is not self._loop:
             self._bind()
-        if self._state != _OPEN:
+        if self._state:  # not _OPEN
             self._check_open()
         if not callable(fn):
             _check_callable(fn)
@@ -336,16 +337,24 @@ class AsyncExecutor:
             opts = self._options(retries, retry_delay, semaphore, task_timeout)
         else:
             opts = self._default_opts
-        if self._max_pending and self._pending >= self._max_pending:
-            raise asyncio.QueueFull(
-                f"{self._pending} items are already waiting (max_pending={self._max_pending}); "
-                "use 'await executor.asubmit(...)' to wait for room"
-            )
+        if self._max_pending:
+            self._check_room()
         future: AsyncFuture[_T] = AsyncFuture(self, fn, args, kwargs or None, opts)
         if opts is not None and opts.context:
             future._context = contextvars.copy_context()
-        self._enqueue(future)
+        self._queue.append(future)
+        self._submitted += 1
+        if not self._waking:
+            self._wake_worker()
         return future
+
+    def _check_room(self) -> None:
+        pending = self._pending
+        if pending >= self._max_pending:
+            raise asyncio.QueueFull(
+                f"{pending} items are already waiting (max_pending={self._max_pending}); "
+                "use 'await executor.asubmit(...)' to wait for room"
+            )
 
     async def asubmit(
         self,
@@ -430,13 +439,6 @@ class AsyncExecutor:
         loop.call_soon_threadsafe(start)
         return outer
 
-    def _enqueue(self, item: AsyncFuture[Any]) -> None:
-        """Queue an item; make sure a worker is on its way to the queue."""
-        self._queue.append(item)
-        self._submitted += 1
-        if not self._waking:
-            self._wake_worker()
-
     def _wake_worker(self) -> bool:
         """Wake one parked worker, or start one if none is parked and a slot is free.
 
@@ -458,13 +460,10 @@ class AsyncExecutor:
             return True
         return False
 
-    def _spread(self, fresh: bool) -> None:
-        """More work is queued behind the item a worker just took: bring in more workers.
-
-        A worker that has just woken brings in two, so that a burst reaches the whole
-        pool in a few loop iterations; a busy one brings in one when none is waking.
-        """
-        if self._wake_worker() and fresh and self._queue:
+    def _spread(self) -> None:
+        """A worker that has just woken found more work queued: bring in two more, so
+        that a burst reaches the whole pool in a few loop iterations."""
+        if self._wake_worker() and len(self._queue) > 1:
             self._wake_worker()
 
     def _start_worker(self) -> None:
@@ -541,6 +540,9 @@ class AsyncExecutor:
                     if self._state != _OPEN and not self._calls:
                         self._release_idle_workers()  # the others have nothing left either
                         return
+                    # Suspended between items, a worker must not keep the last item's
+                    # objects alive: finished work is not retained.
+                    item = call = args = coro = result = None
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._idle.append(waiter)
                     try:
@@ -551,9 +553,13 @@ class AsyncExecutor:
                     fresh = True
                     continue
                 item = queue.popleft()
-                if queue and (self._idle or not self._full) and (fresh or not self._waking):
-                    self._spread(fresh)
-                fresh = False
+                if fresh:
+                    # Just woken (or started), and work is left: bring in more workers.
+                    # Every enqueue wakes a worker when none is waking, so only a worker
+                    # that has just woken needs to look (see _wake_worker).
+                    fresh = False
+                    if queue and (self._idle or not self._full):
+                        self._spread()
                 if type(item) is tuple:
                     # -- an item of a map / map_iter call ------------------------------
                     call, pos, args = item
@@ -561,20 +567,23 @@ class AsyncExecutor:
                     if self._room_waiters:
                         self._on_room()
                     try:
-                        opts = call._opts
-                        if opts is None:
-                            fn = call._fn
-                            # A call over one iterable feeds bare values: no 1-tuples.
-                            coro = fn(args) if call._single else fn(*args)
+                        if call._plain:
+                            # No options, one iterable: the call fed the bare value.
+                            coro = call._fn(args)
                             if type(coro) is not coroutine_type and not isawaitable(coro):
-                                raise _not_awaitable(fn, coro)
+                                raise _not_awaitable(call._fn, coro)
+                            result = await coro
+                        elif call._opts is None:
+                            coro = call._fn(*args)
+                            if type(coro) is not coroutine_type and not isawaitable(coro):
+                                raise _not_awaitable(call._fn, coro)
                             result = await coro
                         else:
                             result = await self._run_with_options(
                                 call._fn,
                                 (args,) if call._single else args,
                                 None,
-                                opts,
+                                call._opts,
                                 call._context,
                                 slot,
                             )
@@ -640,11 +649,10 @@ class AsyncExecutor:
                         elif item._runner is task:
                             # Cancelled while it ran, but it swallowed the CancelledError.
                             _uncancel(task)
-                # Drop this item's objects now: finished work must not stay reachable.
-                item = call = args = coro = result = None
                 ran += 1
                 if ran == yield_every:
                     ran = 0
+                    item = call = args = coro = result = None  # as when parking, below
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
             # The worker itself was cancelled (loop teardown): its item ends cancelled.
