@@ -17,7 +17,7 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from inspect import isawaitable
-from types import CoroutineType, TracebackType
+from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from ._calls import IterState, MapCall, MapIterator
@@ -95,6 +95,16 @@ def _check_positive(name: str, value: object) -> None:
 def _check_callable(fn: object) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be an async callable, got {type(fn).__name__}: {fn!r}")
+
+
+def _failure(exc: BaseException, fn: Any, coro: object) -> BaseException:
+    """What an item failed with. The hot path awaits what ``fn`` returned unchecked; if
+    that was not awaitable, ``await`` raised a TypeError that does not name ``fn``, so it
+    is replaced here by one that does. (``coro`` is None or awaitable unless this item's
+    call returned it: the worker resets it after every failure.)"""
+    if type(exc) is TypeError and coro is not None and not isawaitable(coro):
+        return _not_awaitable(fn, coro)
+    return exc
 
 
 def _not_awaitable(fn: Callable[..., Any], value: object) -> TypeError:
@@ -527,7 +537,7 @@ class AsyncExecutor:
         queue = self._queue
         ran = 0
         yield_every = _YIELD_EVERY
-        coroutine_type = CoroutineType
+        coro: Any = None  # the item's coroutine, kept for _failure
         item: Any = None
         # Python 3.10 cannot tell an item's own CancelledError from a cancel of the
         # worker, so the worker stops on both; then it is replaced if work is left.
@@ -570,13 +580,9 @@ class AsyncExecutor:
                         if call._plain:
                             # No options, one iterable: the call fed the bare value.
                             coro = call._fn(args)
-                            if type(coro) is not coroutine_type and not isawaitable(coro):
-                                raise _not_awaitable(call._fn, coro)
-                            result = await coro
+                            result = await coro  # not awaitable: see _failure
                         elif call._opts is None:
                             coro = call._fn(*args)
-                            if type(coro) is not coroutine_type and not isawaitable(coro):
-                                raise _not_awaitable(call._fn, coro)
                             result = await coro
                         else:
                             result = await self._run_with_options(
@@ -595,7 +601,8 @@ class AsyncExecutor:
                         self._slot_failed(slot, exc)
                         raise
                     except BaseException as exc:
-                        self._slot_failed(slot, exc)
+                        self._slot_failed(slot, _failure(exc, call._fn, coro))
+                        coro = None
                     else:
                         if slot.item is item:
                             slot.item = None
@@ -622,9 +629,7 @@ class AsyncExecutor:
                             fn = item._fn
                             kwargs = item._kwargs
                             coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
-                            if type(coro) is not coroutine_type and not isawaitable(coro):
-                                raise _not_awaitable(fn, coro)
-                            result = await coro
+                            result = await coro  # not awaitable: see _failure
                         else:
                             result = await self._run_with_options(
                                 item._fn, item._args, item._kwargs, item._opts, item._context, item
@@ -637,7 +642,8 @@ class AsyncExecutor:
                         self._item_failed(item, exc)
                         raise
                     except BaseException as exc:
-                        self._item_failed(item, exc)
+                        self._item_failed(item, _failure(exc, item._fn, coro))
+                        coro = None
                     else:
                         if item._state == RUNNING:
                             self._completed += 1
