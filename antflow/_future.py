@@ -82,7 +82,9 @@ class AsyncFuture(Generic[_T]):
         self._result: Any = None
         self._exception: BaseException | None = None
         # Called synchronously with this future when it ends: internal waiters only.
-        self._listeners: list[Callable[[AsyncFuture[Any]], None]] | None = None
+        # None, one callable, or a list of them (most futures have at most one: a waiter
+        # of result(), as_completed or wait), which spares a list per future.
+        self._listeners: Any = None
         # The task whose cancellation cancels this item while it runs.
         self._runner: asyncio.Task[Any] | None = None
         self._context: contextvars.Context | None = None
@@ -161,7 +163,10 @@ class AsyncFuture(Generic[_T]):
         return self._outcome()
 
     def __await__(self) -> Generator[Any, None, _T]:
-        return self.result().__await__()
+        # ``await future``: the same as ``await future.result()``, without its coroutine.
+        if self._state < FINISHED:
+            yield from self._wait(None).__await__()
+        return self._outcome()
 
     def __repr__(self) -> str:
         state = _STATE_NAMES[self._state]
@@ -201,24 +206,32 @@ class AsyncFuture(Generic[_T]):
             raise asyncio.TimeoutError(f"the task did not end within {timeout} seconds")
 
     def _listen(self, listener: Callable[[AsyncFuture[Any]], None]) -> None:
-        if self._listeners is None:
-            self._listeners = [listener]
+        listeners = self._listeners
+        if listeners is None:
+            self._listeners = listener
+        elif type(listeners) is list:
+            listeners.append(listener)
         else:
-            self._listeners.append(listener)
+            self._listeners = [listeners, listener]
 
     def _unlisten(self, listener: Callable[[AsyncFuture[Any]], None]) -> None:
         listeners = self._listeners
-        if listeners is not None:
+        if type(listeners) is list:
             with contextlib.suppress(ValueError):
                 listeners.remove(listener)
+        elif listeners == listener:  # == : a bound method or partial is made anew
+            self._listeners = None
 
     def _ended(self) -> None:
         """Tell whoever waits on this future that it has ended (state already set)."""
         listeners = self._listeners
         if listeners is not None:
             self._listeners = None
-            for listener in listeners:
-                listener(self)
+            if type(listeners) is list:
+                for listener in listeners:
+                    listener(self)
+            else:
+                listeners(self)
 
 
 def _call_soon(
