@@ -466,7 +466,6 @@ class AsyncExecutor:
                 return True
         if len(self._workers) < self._max_workers:
             self._start_worker()
-            self._waking += 1
             return True
         return False
 
@@ -477,6 +476,8 @@ class AsyncExecutor:
             self._wake_worker()
 
     def _start_worker(self) -> None:
+        """Start a worker; it counts as waking until it first looks at the queue."""
+        self._waking += 1
         loop = self._loop
         assert loop is not None
         self._worker_seq += 1
