@@ -1,0 +1,438 @@
+"""max_pending: how many items may wait to start; submit refuses beyond it, asubmit waits.
+
+An item waits from the moment it is accepted until a worker starts it; running items do
+not count. map and map_iter wait for room too, and read their input only when there is
+room, so backpressure reaches whatever produces the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError
+
+GENEROUS = 10.0
+
+
+async def echo(x: Any) -> Any:
+    await asyncio.sleep(0)
+    return x
+
+
+class Gate:
+    """Holds workers of one executor busy until opened."""
+
+    def __init__(self, executor: AsyncExecutor) -> None:
+        self.executor = executor
+        self.event = asyncio.Event()
+
+    async def hold(self) -> AsyncFuture[str]:
+        """Occupy one more worker and return once the holding task is running."""
+        started = asyncio.Event()
+
+        async def held() -> str:
+            started.set()
+            await self.event.wait()
+            return "held"
+
+        future = self.executor.submit(held)
+        await started.wait()
+        return future
+
+    def open(self) -> None:
+        self.event.set()
+
+
+@asynccontextmanager
+async def pool(**options: Any) -> AsyncIterator[tuple[AsyncExecutor, Gate]]:
+    """An executor and its gate; on the way out the gate opens (a failing test never hangs)."""
+    executor = AsyncExecutor(**options)
+    gate = Gate(executor)
+    try:
+        yield executor, gate
+    finally:
+        gate.open()
+        await executor.shutdown()
+
+
+async def yield_to_the_loop(times: int = 20) -> None:
+    for _ in range(times):
+        await asyncio.sleep(0)
+
+
+# -- construction -----------------------------------------------------------------------
+
+
+def test_a_negative_max_pending_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="max_pending"):
+        AsyncExecutor(max_pending=-1)
+
+
+@pytest.mark.parametrize("value", [1.5, "3", None, True])
+def test_a_max_pending_that_is_not_an_int_is_refused_at_construction(value: object) -> None:
+    with pytest.raises(TypeError, match="max_pending"):
+        AsyncExecutor(max_pending=value)  # type: ignore[arg-type]
+
+
+# -- submit -------------------------------------------------------------------------------
+
+
+async def test_submit_refuses_the_item_after_max_pending_items_are_waiting() -> None:
+    async with pool(max_workers=1, max_pending=3) as (executor, gate):
+        await gate.hold()
+        waiting = [executor.submit(echo, i) for i in range(3)]
+        with pytest.raises(asyncio.QueueFull):
+            executor.submit(echo, 3)
+        gate.open()
+        assert [await f for f in waiting] == [0, 1, 2]
+
+
+async def test_a_refused_submit_leaves_no_trace() -> None:
+    calls: list[int] = []
+
+    async def record(x: int) -> None:
+        calls.append(x)
+
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        executor.submit(record, 1)
+        before = executor.stats()
+        with pytest.raises(asyncio.QueueFull):
+            executor.submit(record, 2)
+        assert executor.stats() == before
+        gate.open()
+    assert calls == [1]
+
+
+async def test_running_items_do_not_count_against_max_pending() -> None:
+    async with pool(max_workers=3, max_pending=1) as (executor, gate):
+        for _ in range(3):
+            await gate.hold()
+        waiting = executor.submit(echo, "waits")
+        with pytest.raises(asyncio.QueueFull):
+            executor.submit(echo, "refused")
+        gate.open()
+        assert await waiting == "waits"
+
+
+async def test_items_submitted_together_wait_even_while_workers_are_idle() -> None:
+    # Nothing runs before submit returns, so an item waits until a worker has picked it
+    # up, as with asyncio.Queue(maxsize): idle workers do not make room in the same tick.
+    async with AsyncExecutor(max_workers=4, max_pending=2) as executor:
+        first = executor.submit(echo, 1)
+        second = executor.submit(echo, 2)
+        with pytest.raises(asyncio.QueueFull):
+            executor.submit(echo, 3)
+        assert [await first, await second] == [1, 2]
+
+
+async def test_an_item_that_starts_makes_room_for_exactly_one_more_submit() -> None:
+    outcomes: list[str] = []
+
+    async def submits_when_it_starts() -> None:
+        # This item has just left the queue: room for one, and only one, more.
+        executor.submit(echo, "room")
+        outcomes.append("accepted")
+        try:
+            executor.submit(echo, "no room")
+        except asyncio.QueueFull:
+            outcomes.append("refused")
+
+    async with pool(max_workers=1, max_pending=2) as (executor, gate):
+        await gate.hold()
+        submitter = executor.submit(submits_when_it_starts)
+        executor.submit(echo, "filler")
+        with pytest.raises(asyncio.QueueFull):
+            executor.submit(echo, "full")
+        gate.open()
+        await submitter
+    assert outcomes == ["accepted", "refused"]
+
+
+async def test_cancelling_a_waiting_item_makes_room() -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        waiting = executor.submit(echo, "cancelled")
+        assert waiting.cancel()
+        replacement = executor.submit(echo, "replacement")
+        gate.open()
+        assert await replacement == "replacement"
+
+
+async def test_max_pending_zero_puts_no_bound_on_waiting_items() -> None:
+    async with pool(max_workers=1, max_pending=0) as (executor, gate):
+        await gate.hold()
+        futures = [executor.submit(echo, i) for i in range(1000)]
+        assert executor.stats().pending == 1000
+        gate.open()
+        assert [await f for f in futures] == list(range(1000))
+
+
+# -- asubmit ------------------------------------------------------------------------------
+
+
+async def test_asubmit_waits_for_room_and_then_submits() -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "waiting")
+        late = asyncio.create_task(executor.asubmit(echo, "late"))
+        await yield_to_the_loop()
+        assert not late.done()
+        assert executor.stats().submitted == 2  # the held item and the waiting one
+        gate.open()
+        future = await asyncio.wait_for(late, GENEROUS)
+        assert await future == "late"
+
+
+async def test_asubmit_with_room_does_not_wait_for_an_item_to_start() -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        # The worker is held, so nothing starts: asubmit must not need anything to start.
+        future = await asyncio.wait_for(executor.asubmit(echo, "room"), GENEROUS)
+        assert not future.done()
+        gate.open()
+        assert await future == "room"
+
+
+async def test_asubmit_passes_arguments_and_options_like_submit() -> None:
+    attempts = 0
+
+    async def flaky(a: int, *, b: int) -> int:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionError("transient")
+        return a + b
+
+    async with AsyncExecutor(max_workers=1, max_pending=1) as executor:
+        future = await executor.asubmit(flaky, 1, b=2, retries=1, retry_delay=0)
+        assert await future == 3
+        assert attempts == 2
+
+
+async def test_asubmit_waiters_get_room_in_the_order_they_came() -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "waiting")
+        order: list[str] = []
+
+        async def submit_late(tag: str) -> AsyncFuture[Any]:
+            future = await executor.asubmit(echo, tag)
+            order.append(tag)
+            return future
+
+        tasks = [asyncio.create_task(submit_late(tag)) for tag in "abc"]
+        await yield_to_the_loop()
+        gate.open()
+        futures = await asyncio.wait_for(asyncio.gather(*tasks), GENEROUS)
+        assert order == ["a", "b", "c"]
+        assert [await f for f in futures] == ["a", "b", "c"]
+
+
+async def test_a_cancelled_asubmit_submits_nothing() -> None:
+    calls: list[str] = []
+
+    async def record(tag: str) -> None:
+        calls.append(tag)
+
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        executor.submit(record, "waiting")
+        late = asyncio.create_task(executor.asubmit(record, "cancelled"))
+        await yield_to_the_loop()
+        late.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await late
+        gate.open()
+    assert calls == ["waiting"]
+    assert executor.stats().submitted == 2
+
+
+async def test_an_asubmit_cancelled_just_after_it_got_room_passes_the_room_on() -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        first: asyncio.Task[AsyncFuture[Any]] | None = None
+
+        async def cancels_the_first_waiter() -> None:
+            # Starting this item has just woken the first asubmit; cancel it before it runs.
+            assert first is not None
+            first.cancel()
+
+        executor.submit(cancels_the_first_waiter)
+        first = asyncio.create_task(executor.asubmit(echo, "first"))
+        second = asyncio.create_task(executor.asubmit(echo, "second"))
+        await yield_to_the_loop()
+        gate.open()
+        future = await asyncio.wait_for(second, GENEROUS)
+        assert await future == "second"
+        assert first.cancelled()
+
+
+async def test_asubmit_raises_executor_shutdown_error_when_shutdown_happens_while_it_waits() -> (
+    None
+):
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "waiting")
+        late = asyncio.create_task(executor.asubmit(echo, "late"))
+        await yield_to_the_loop()
+        await executor.shutdown(wait=False)
+        with pytest.raises(ExecutorShutdownError):
+            await asyncio.wait_for(late, GENEROUS)
+        gate.open()
+
+
+async def test_asubmit_without_max_pending_never_waits() -> None:
+    async with pool(max_workers=1) as (executor, gate):
+        await gate.hold()
+        futures = [await executor.asubmit(echo, i) for i in range(100)]
+        assert executor.stats().pending == 100
+        gate.open()
+        assert [await f for f in futures] == list(range(100))
+
+
+# -- map and map_iter -------------------------------------------------------------------
+
+
+async def test_map_waits_for_room_instead_of_raising_queue_full() -> None:
+    async with AsyncExecutor(max_workers=1, max_pending=1) as executor:
+        assert await executor.map(echo, range(30), window=10) == list(range(30))
+
+
+async def test_map_iter_waits_for_room_instead_of_raising_queue_full() -> None:
+    async with AsyncExecutor(max_workers=1, max_pending=1) as executor:
+        results = [r async for r in executor.map_iter(echo, range(30), window=10)]
+        assert results == list(range(30))
+
+
+class CountingInput:
+    """A generator of ints that records how many items were read."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.read = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for i in range(self.n):
+            self.read += 1
+            yield i
+
+
+async def test_map_does_not_read_its_input_while_the_queue_is_full() -> None:
+    async with pool(max_workers=1, max_pending=2) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "a")
+        executor.submit(echo, "b")
+        source = CountingInput(10)
+        call = asyncio.create_task(executor.map(echo, source))
+        await yield_to_the_loop()
+        assert source.read == 0
+        gate.open()
+        assert await asyncio.wait_for(call, GENEROUS) == list(range(10))
+
+
+async def test_map_iter_does_not_read_its_input_while_the_queue_is_full() -> None:
+    async with pool(max_workers=1, max_pending=2) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "a")
+        executor.submit(echo, "b")
+        source = CountingInput(10)
+
+        async def consume() -> list[int]:
+            return [r async for r in executor.map_iter(echo, source)]
+
+        call = asyncio.create_task(consume())
+        await yield_to_the_loop()
+        assert source.read == 0
+        gate.open()
+        assert await asyncio.wait_for(call, GENEROUS) == list(range(10))
+
+
+async def test_map_does_not_read_an_async_input_while_the_queue_is_full() -> None:
+    read = 0
+
+    async def produce() -> AsyncIterator[int]:
+        nonlocal read
+        for i in range(10):
+            read += 1
+            yield i
+
+    async with pool(max_workers=1, max_pending=2) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "a")
+        executor.submit(echo, "b")
+        call = asyncio.create_task(executor.map(echo, produce()))
+        await yield_to_the_loop()
+        assert read == 0
+        gate.open()
+        assert await asyncio.wait_for(call, GENEROUS) == list(range(10))
+
+
+async def test_map_reads_an_input_only_when_the_queue_has_room() -> None:
+    max_pending = 3
+    pending_at_reads: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(40):
+            pending_at_reads.append(executor.stats().pending)
+            yield i
+
+    async def work(x: int) -> int:
+        await asyncio.sleep(0.001)
+        return x
+
+    async with AsyncExecutor(max_workers=2, max_pending=max_pending) as executor:
+        assert await executor.map(work, source(), window=20) == list(range(40))
+    assert len(pending_at_reads) == 40
+    assert max(pending_at_reads) < max_pending
+
+
+async def test_map_iter_reads_an_input_only_when_the_queue_has_room() -> None:
+    max_pending = 3
+    pending_at_reads: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(40):
+            pending_at_reads.append(executor.stats().pending)
+            yield i
+
+    async def work(x: int) -> int:
+        await asyncio.sleep(0.001)
+        return x
+
+    async with AsyncExecutor(max_workers=2, max_pending=max_pending) as executor:
+        results = [r async for r in executor.map_iter(work, source(), window=20)]
+        assert results == list(range(40))
+    assert len(pending_at_reads) == 40
+    assert max(pending_at_reads) < max_pending
+
+
+async def test_a_map_cancelled_while_it_waits_for_room_queues_nothing() -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "waiting")
+        source = CountingInput(10)
+        call = asyncio.create_task(executor.map(echo, source))
+        await yield_to_the_loop()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        gate.open()
+    assert source.read == 0
+    assert executor.stats().submitted == 2
+
+
+async def test_a_map_waiting_for_room_still_finishes_after_shutdown() -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "waiting")
+        call = asyncio.create_task(executor.map(echo, range(5)))
+        await yield_to_the_loop()
+        await executor.shutdown(wait=False)
+        gate.open()
+        assert await asyncio.wait_for(call, GENEROUS) == list(range(5))
