@@ -662,17 +662,54 @@ def chart(jobs: list[Job], path: Path, title: str) -> str:
     return str(path.relative_to(ROOT))
 
 
-def publish(report: str) -> None:
+def _fill_markers(path: Path, body: str) -> bool:
+    """Replace what stands between the bench markers of ``path`` with ``body``."""
     begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-    text = README.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     if begin not in text or end not in text:
-        log(f"--publish: markers {begin} / {end} not found in {README}")
-        return
+        log(f"--publish: markers {begin} / {end} not found in {path}")
+        return False
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1]
+    path.write_text(f"{head}{begin}\n{body}\n{end}{tail}", encoding="utf-8")
+    return True
+
+
+def _summary(report: str) -> str:
+    """The project README's part: the run's header lines, the targets, the chart."""
+    lines = report.splitlines()
+    header = [line for line in lines if line.startswith(("- date", "- machine", "- antflow:"))]
+    targets: list[str] = []
+    for line in lines:
+        if line.startswith("### targets"):
+            targets = [line]
+        elif targets:
+            if line.startswith("### "):
+                break
+            targets.append(line)
+    chart = PUBLISHED_PNG.relative_to(ROOT)
+    return (
+        "\n".join(
+            [
+                *header,
+                "",
+                *targets,
+                "",
+                f"![bench chart]({chart})",
+                "",
+                "Every workload and contender, with µs per task: [perf/README.md](perf/README.md).",
+            ]
+        ).strip()
+        + "\n"
+    )
+
+
+def publish(report: str) -> None:
     body = report.replace("# antflow benchmark", "", 1).strip()
     body += f"\n\n![bench chart]({PUBLISHED_PNG.name})\n"
-    README.write_text(f"{head}{begin}\n{body}\n{end}{tail}", encoding="utf-8")
+    if not _fill_markers(README, body):
+        return
+    _fill_markers(ROOT / "README.md", _summary(report))
     shutil.copyfile(RESULTS / "bench.png", PUBLISHED_PNG)
     log(
         f"published the table in {README.relative_to(ROOT)} and the chart as "
