@@ -481,7 +481,14 @@ class AsyncExecutor:
         loop = self._loop
         assert loop is not None
         self._worker_seq += 1
-        task = loop.create_task(self._work(), name=f"{self._name}-worker-{self._worker_seq}")
+        # A worker runs in a fresh, empty context, not in a copy of whichever submitter
+        # happened to start it: no request's context variables leak into other requests'
+        # tasks (propagate_context=True gives each task its submitter's context).
+        name = f"{self._name}-worker-{self._worker_seq}"
+        if sys.version_info >= (3, 11):
+            task = loop.create_task(self._work(), name=name, context=contextvars.Context())
+        else:  # pragma: no cover - Python 3.10
+            task = contextvars.Context().run(loop.create_task, self._work(), name=name)
         # A worker parked in an executor that the program dropped without shutdown() is
         # collected with it; that is no error worth a log line (nothing was lost).
         task._log_destroy_pending = False  # type: ignore[attr-defined]

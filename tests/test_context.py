@@ -189,3 +189,19 @@ async def test_submit_threadsafe_carries_the_calling_threads_context() -> None:
 
         expected = await asyncio.to_thread(from_a_thread)
         assert expected.startswith("thread ")
+
+
+async def test_without_propagation_a_task_sees_no_submitters_context_variables() -> None:
+    # Workers start in an empty context: the request that happened to start a worker
+    # does not leak its variables into the tasks of other requests.
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("rid", default="none")
+
+    async def read() -> str:
+        return request_id.get()
+
+    async with AsyncExecutor(max_workers=1) as executor:
+        request_id.set("first-request")
+        first = await executor.submit(read)
+        request_id.set("second-request")
+        second = await executor.submit(read)
+    assert (first, second) == ("none", "none")
