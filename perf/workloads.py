@@ -1,4 +1,4 @@
-"""Workloads, contenders and event loops of the antflow benchmark (see shared bench.md).
+"""Workloads, contenders and event loops of the antflow benchmark (see perf/README.md).
 
 This module is imported by the pyperf worker processes, both by the repository's interpreter
 (antflow under development) and by the peer's own virtual environment (antflow 0.10.0 from the
