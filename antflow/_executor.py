@@ -1,11 +1,13 @@
 """AsyncExecutor: a bounded pool of worker coroutines on raw loop futures.
 
 The pool has ``max_workers`` slots. A slot is a long-lived worker coroutine (started
-lazily, on the first item that finds every worker busy) that pops items from one deque
-and awaits each item's coroutine inline: no Task, no queue object and no lock per item.
-An idle worker parks on a raw future from ``loop.create_future()``; ``submit`` wakes
-exactly one. The loop is single-threaded, so the pool's state lives in plain
-attributes that change only between two awaits.
+lazily, when work finds every worker busy) that pops entries from one deque and awaits
+each item's coroutine inline: no Task, no queue object and no lock per item. An idle
+worker parks on a raw future from ``loop.create_future()``; new work wakes one parked
+worker when none is already on its way, and a woken worker that finds more work wakes
+the next ones (see _wake_worker). The loop is single-threaded, so the pool's state lives
+in plain attributes that change only between two awaits; the one door from other threads
+is submit_threadsafe (``call_soon_threadsafe``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import os
 import sys
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -73,9 +76,7 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 def _default_max_workers() -> int:
-    import os
-
-    return min(32, (os.cpu_count() or 1) + 4)
+    return min(32, (os.cpu_count() or 1) + 4)  # as concurrent.futures' thread pool
 
 
 def _check_non_negative(name: str, value: object) -> None:
@@ -991,6 +992,10 @@ class AsyncExecutor:
                     future.cancel()
             queue.clear()  # all dead now
             self._dead = 0
+        elif self._queue and not self._workers and self._loop is not None:
+            # Queued work and no worker left (they were cancelled from outside): start
+            # one, or the queued futures would never end.
+            self._wake_worker()
         self._release_idle_workers()
         self._maybe_closed()
         if wait and self._state == _CLOSING:

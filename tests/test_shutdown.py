@@ -312,3 +312,22 @@ async def test_a_map_iter_in_progress_raises_executor_shutdown_error_on_cancel_f
             pass
     await executor.shutdown()
     assert len(recorder.started) < 20
+
+
+async def test_shutdown_runs_queued_work_even_after_its_workers_were_cancelled_from_outside() -> (
+    None
+):
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.02)
+        return x
+
+    executor = AsyncExecutor(max_workers=2, name="outside")
+    futures = [executor.submit(slow, i) for i in range(6)]
+    await asyncio.sleep(0.005)  # the first two are running
+    for task in asyncio.all_tasks():
+        if task.get_name().startswith("outside-worker-"):
+            task.cancel()
+    await asyncio.sleep(0)
+    await asyncio.wait_for(executor.shutdown(wait=True), timeout=5)
+    assert [f.cancelled() for f in futures[:2]] == [True, True]
+    assert [await f for f in futures[2:]] == [2, 3, 4, 5]
