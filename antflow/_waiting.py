@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._future import FINISHED, AsyncFuture
 
@@ -54,56 +54,111 @@ def as_completed(
     futures: Iterable[AsyncFuture[_T]], timeout: float | None = None
 ) -> AsyncIterator[AsyncFuture[_T]]:
     _check_timeout(timeout)
-    return _as_completed(_unique_futures(futures), timeout)
+    return _AsCompleted(_AsCompletedState(_unique_futures(futures), timeout))
 
 
-async def _as_completed(
-    futures: list[AsyncFuture[_T]], timeout: float | None
-) -> AsyncIterator[AsyncFuture[_T]]:
-    loop = asyncio.get_running_loop()
-    ended: deque[AsyncFuture[_T]] = deque()
-    waiter: asyncio.Future[None] | None = None
-    remaining = 0
-    expired = False
+class _AsCompleted(AsyncIterator[AsyncFuture[_T]]):
+    """The async iterator of ``as_completed``.
 
-    def on_end(future: AsyncFuture[Any]) -> None:
-        nonlocal remaining
-        remaining -= 1
-        ended.append(future)
+    A shell around the state, which the futures' listeners refer to: when the consumer
+    drops the iterator (a ``break`` out of ``async for``) the shell is freed at once and
+    ``__del__`` removes the listeners, without waiting for an ``aclose()`` or a garbage
+    collection.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: _AsCompletedState[_T]) -> None:
+        self._state = state
+
+    def __aiter__(self) -> _AsCompleted[_T]:
+        return self
+
+    def __anext__(self) -> Awaitable[AsyncFuture[_T]]:
+        return self._state.next()
+
+    async def aclose(self) -> None:
+        """Stop waiting: remove the listeners (the futures are left as they are)."""
+        self._state.close()
+
+    def __del__(self) -> None:
+        self._state.close()
+
+
+class _AsCompletedState(Generic[_T]):
+    def __init__(self, futures: list[AsyncFuture[_T]], timeout: float | None) -> None:
+        self._futures = futures
+        self._timeout = timeout
+        self._ended: deque[AsyncFuture[_T]] = deque()
+        self._remaining = 0  # listened-to futures that have not ended
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
+        self._started = False
+        self._closed = False
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._started = True
+        on_end = self._on_end
+        for future in self._futures:
+            if future._state >= FINISHED:
+                self._ended.append(future)
+            else:
+                future._listen(on_end)
+                self._remaining += 1
+        if self._timeout is not None and self._remaining:
+            self._timer = loop.call_later(self._timeout, self._expire)
+
+    def _on_end(self, future: AsyncFuture[Any]) -> None:
+        self._remaining -= 1
+        self._ended.append(future)
+        self._wake()
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    for future in futures:
-        if future._state >= FINISHED:
-            ended.append(future)
-        else:
-            future._listen(on_end)
-            remaining += 1
-    timer = None if timeout is None or not remaining else loop.call_later(timeout, expire)
-    try:
+    async def next(self) -> AsyncFuture[_T]:
+        if self._closed:
+            raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        if not self._started:
+            self._start(loop)
         while True:
-            while ended:
-                yield ended.popleft()
-            if not remaining:
-                return
-            if expired:
+            if self._ended:
+                return self._ended.popleft()
+            if not self._remaining:
+                self.close()
+                raise StopAsyncIteration
+            if self._expired:
+                self.close()
                 raise asyncio.TimeoutError(
-                    f"{remaining} of {len(futures)} futures still pending after {timeout}s"
+                    f"{self._remaining} of {len(self._futures)} futures still pending "
+                    f"after {self._timeout}s"
                 )
-            waiter = loop.create_future()
-            await waiter
-            waiter = None
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if remaining:
-            for future in futures:
+            self._waiter = waiter = loop.create_future()
+            try:
+                await waiter
+            except BaseException:
+                self.close()  # the consumer was cancelled: leave nothing behind
+                raise
+            finally:
+                self._waiter = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._remaining:
+            on_end = self._on_end
+            for future in self._futures:
                 if future._state < FINISHED:
                     future._unlisten(on_end)
 
