@@ -579,6 +579,9 @@ class AsyncExecutor:
                     fresh = False
                     if queue and (self._idle or not self._full):
                         self._spread()
+                # The two kinds of entry are run by two branches that mirror each other
+                # (call, await, settle the outcome) on purpose: a shared helper would
+                # cost a call or a coroutine per item on the hottest path of the library.
                 if type(item) is tuple:
                     # -- an item of a map / map_iter call ------------------------------
                     call, pos, args = item
