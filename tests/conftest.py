@@ -6,15 +6,10 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import uvloop
-
-LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
+from _helpers import LOOPS
 
 
 def pytest_asyncio_loop_factories(
     config: Any, item: Any
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    return LOOP_FACTORIES
+    return LOOPS

@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 import pytest
+from _helpers import wait_until
 
 from antflow import AsyncExecutor, AsyncFuture
 
@@ -31,15 +32,6 @@ class Blocker:
         finally:
             self.finished.append(x)
         return x
-
-
-async def wait_until(predicate: Any, timeout: float = 2.0) -> None:
-    """Let the loop run until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "the condition never became true"
-        await asyncio.sleep(0.001)
 
 
 # -- result() and await ------------------------------------------------------------------

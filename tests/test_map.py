@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from _helpers import wait_until
 
 from antflow import AsyncExecutor, ExecutorShutdownError
 
@@ -37,15 +38,6 @@ class Recorder:
             raise
         finally:
             self.finished.append(x)
-
-
-async def wait_until(predicate: Any, timeout: float = 2.0) -> None:
-    """Let the loop run until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "the condition never became true"
-        await asyncio.sleep(0.001)
 
 
 async def square(x: int) -> int:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-import sys
 import warnings
-from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
-import uvloop
+from _helpers import LOOPS, run_in_fresh_loop, wait_until
 
 from antflow import AntFlowError, AsyncExecutor, ExecutorShutdownError
 
@@ -45,38 +43,6 @@ class Recorder:
             await asyncio.sleep(self.delay)
         self.finished.append(x)
         return x
-
-
-async def wait_until(predicate: Any, timeout: float = 2.0) -> None:
-    """Let the loop run until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "the condition never became true"
-        await asyncio.sleep(0.001)
-
-
-LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-
-
-def run_in_fresh_loop(
-    factory: Callable[[], asyncio.AbstractEventLoop], main: Coroutine[Any, Any, _T]
-) -> _T:
-    """``asyncio.run(main)`` on a loop from ``factory``: leftover tasks cancelled, loop closed."""
-    if sys.version_info >= (3, 11):
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(main)
-    loop = factory()  # pragma: no cover - Python 3.10
-    try:
-        return loop.run_until_complete(main)
-    finally:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 # -- what runs -----------------------------------------------------------------------------

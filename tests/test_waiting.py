@@ -11,6 +11,7 @@ import concurrent.futures
 from typing import Any
 
 import pytest
+from _helpers import wait_until
 
 from antflow import AsyncExecutor, AsyncFuture, WaitStrategy
 
@@ -45,15 +46,6 @@ class Gates:
 
 def has_listeners(future: AsyncFuture[Any]) -> bool:
     return bool(future._listeners)
-
-
-async def wait_until(predicate: Any, timeout: float = 2.0) -> None:
-    """Let the loop run until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "the condition never became true"
-        await asyncio.sleep(0.001)
 
 
 # -- as_completed --------------------------------------------------------------------------
