@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import uvloop
@@ -45,3 +46,17 @@ def run_in_fresh_loop(
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+class CountingInput:
+    """An input iterable that records how far it has been read (endless when n is None)."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.read = 0
+
+    def __iter__(self) -> Iterator[int]:
+        numbers = itertools.count() if self.n is None else range(self.n)
+        for i in numbers:
+            self.read += 1
+            yield i

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from _helpers import CountingInput
 
 from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError
 
@@ -308,19 +309,6 @@ async def test_map_iter_waits_for_room_instead_of_raising_queue_full() -> None:
     async with AsyncExecutor(max_workers=1, max_pending=1) as executor:
         results = [r async for r in executor.map_iter(echo, range(30), window=10)]
         assert results == list(range(30))
-
-
-class CountingInput:
-    """A generator of ints that records how many items were read."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.read = 0
-
-    def __iter__(self) -> Iterator[int]:
-        for i in range(self.n):
-            self.read += 1
-            yield i
 
 
 async def test_map_does_not_read_its_input_while_the_queue_is_full() -> None:

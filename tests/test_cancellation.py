@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from _helpers import CountingInput
 
 from antflow import AsyncExecutor, WaitStrategy
 
@@ -66,19 +67,6 @@ class Probe:
             raise
         self.returned.append(x)
         return x
-
-
-class CountingInput:
-    """An input iterable that counts how far it has been read."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.read = 0
-
-    def __iter__(self) -> Iterator[int]:
-        for i in range(self.n):
-            self.read += 1
-            yield i
 
 
 async def noop() -> str:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import tracemalloc
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from _helpers import CountingInput
 
 from antflow import AsyncExecutor
 
@@ -67,20 +67,6 @@ async def traced_growth(run: Callable[[], Awaitable[None]]) -> int:
     finally:
         tracemalloc.stop()
     return after - before
-
-
-class CountingInput:
-    """A long generator that records how far it has been read."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n = n
-        self.read = 0
-
-    def __iter__(self) -> Iterator[int]:
-        numbers = itertools.count() if self.n is None else range(self.n)
-        for i in numbers:
-            self.read += 1
-            yield i
 
 
 # -- finished work is not retained --------------------------------------------------------
