@@ -117,13 +117,13 @@ def main(argv: list[str] | None = None) -> int:
 
     python, env = sys.executable, dict(os.environ)
     if contender.peer:
-        import run
+        import harness
 
-        peer, why = run.peer_python(quick=False)
+        peer, why = harness.peer_python(quick=False)
         if peer is None:
             print(why, file=sys.stderr)
             return 1
-        python, env = peer, run.peer_env()
+        python, env = peer, harness.peer_env()
 
     name = args.workload
     if (args.contender, args.loop) != (wl.BASELINE[args.workload], DEFAULTS["loop"]):
