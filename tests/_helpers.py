@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
+import subprocess
 import sys
+import sysconfig
+import venv
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import uvloop
 
 _T = TypeVar("_T")
@@ -60,3 +66,52 @@ class CountingInput:
         for i in numbers:
             self.read += 1
             yield i
+
+
+ROOT = Path(__file__).resolve().parent.parent
+_dist_wheel: Path | None = None
+
+
+def dist_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """antflow's wheel, built once per test session the way ``make dist`` builds it.
+
+    ``make dist`` runs ``python -m build``: the sdist first, then the wheel from that sdist,
+    so the wheel holds only what the sdist ships. Where the ``build`` package is missing (the
+    ``test`` extra alone, as in ``make test-matrix``), ``pip wheel`` builds from the tree.
+    """
+    global _dist_wheel
+    if _dist_wheel is None:
+        out = tmp_path_factory.mktemp("dist")
+        if importlib.util.find_spec("build") is not None:
+            command = ["-m", "build", "--outdir", str(out), str(ROOT)]
+        else:
+            command = ["-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)]
+        subprocess.run([sys.executable, *command], check=True, stdout=subprocess.DEVNULL)
+        (_dist_wheel,) = out.glob("antflow-*.whl")
+    return _dist_wheel
+
+
+def venv_without_antflow(path: Path) -> Path:
+    """Create a virtual environment at ``path`` that sees this one's packages, bar antflow.
+
+    Nothing is copied or downloaded: a ``.pth`` file puts a folder of links to the running
+    environment's packages (antflow's own entries left out) on the new one's path, so pip
+    there finds antflow's dependencies installed and antflow not. Returns its python.
+    """
+    venv.create(path, with_pip=False)
+    python = path / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    borrowed = path / "borrowed-packages"
+    borrowed.mkdir()
+    for folder in {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}:
+        for entry in Path(folder).iterdir():
+            link = borrowed / entry.name
+            if "antflow" not in entry.name.lower() and not link.exists():
+                link.symlink_to(entry)
+    Path(site, "borrowed-packages.pth").write_text(f"{borrowed}\n")
+    return python

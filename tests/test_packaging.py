@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from _helpers import dist_wheel
 
 SMOKE = """
 import asyncio, antflow
@@ -32,23 +30,10 @@ print("ok", antflow.__file__)
 
 
 @pytest.mark.timeout(600)
-def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "-w",
-            str(wheels),
-            str(ROOT),
-        ],
-        check=True,
-    )
-    (wheel,) = wheels.glob("antflow-*.whl")
+def test_the_wheel_installs_into_a_fresh_venv_and_runs(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    wheel = dist_wheel(tmp_path_factory)
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
