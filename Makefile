@@ -8,11 +8,12 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 MATRIX ?= 3.10 3.11 3.12 3.13
 PYTEST_ARGS ?=
 EXTRAS ?= dev,bench
+FRESH_TARGETS ?= test
 
-.PHONY: help venv test test-matrix lint typecheck dist bench profile clean
+.PHONY: help venv test test-matrix fresh-clone lint typecheck dist bench profile clean
 
 help:
-	@echo "make test | test-matrix | lint | typecheck | dist | bench | profile | clean"
+	@echo "make test | test-matrix | fresh-clone | lint | typecheck | dist | bench | profile | clean"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,19 +26,14 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# One virtual environment per minor version, each from the newest pyenv build of it.
+# One virtual environment per minor version (.venv-3.X), each from the newest pyenv build of it;
+# `make test-matrix MATRIX=3.12 PYTEST_ARGS="tests/test_future.py -q"` for one version and file.
 test-matrix:
-	@status=0; ran=0; \
-	for v in $(MATRIX); do \
-	  py=$$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/null | sort -V | tail -n 1); \
-	  if [ -z "$$py" ] || [ ! -x "$$py/bin/python3" ]; then \
-	    echo "test-matrix: Python $$v is not installed under $(PYENV_ROOT)/versions: skipped"; continue; \
-	  fi; \
-	  echo "=== Python $$v ($$py)"; ran=$$((ran+1)); \
-	  $(MAKE) --no-print-directory test PYTHON=$$py/bin/python3 VENV=.venv-$$v EXTRAS=test || status=1; \
-	done; \
-	if [ $$ran -eq 0 ]; then echo "test-matrix: no Python of $(MATRIX) found"; exit 1; fi; \
-	exit $$status
+	$(PYTHON) scripts/test_matrix.py --pyenv-root $(PYENV_ROOT) --versions $(MATRIX) -- $(PYTEST_ARGS)
+
+# The committed HEAD cloned into a temporary folder, then `make $(FRESH_TARGETS)` there.
+fresh-clone:
+	$(PYTHON) scripts/fresh_clone_check.py $(FRESH_TARGETS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
