@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 EXTRAS ?= dev,bench
 FRESH_TARGETS ?= test
 
-.PHONY: help venv test test-matrix fresh-clone lint typecheck dist bench profile clean
+.PHONY: help venv test test-matrix fresh-clone lint typecheck dist bench profile loadtest clean
 
 help:
 	@echo "make test | test-matrix | fresh-clone | lint | typecheck | dist | bench | profile | clean"
@@ -51,6 +51,10 @@ bench: $(STAMP)
 
 profile: $(STAMP)
 	$(PY) perf/profile.py
+
+# A real service under wrk and h2load (installed with apt-get when missing); LOADTEST_QUICK=1: < 1 min.
+loadtest: $(STAMP)
+	$(PY) scripts/loadtest.py
 
 clean:
 	rm -rf $(VENV) .venv-* dist build perf/results perf/.venv-* .pytest_cache .mypy_cache .ruff_cache
