@@ -160,7 +160,8 @@ def paired_table(paired: list[h.PairedJob]) -> list[str]:
     rows = paired_rows(paired)
     count = paired[0].count
     out = [
-        f"### paired: antflow / the floor, alternating in one warm process ({count} pairs)",
+        "### paired: antflow / the floor (and other pairs), alternating in one warm process "
+        f"({count} pairs)",
         "",
         "One process and one event loop per loop kind; each pair times one batch of n tasks of "
         "both (order alternating, `gc.collect()` before each batch, outside the clock). "
