@@ -224,7 +224,9 @@ def matches(value: str, patterns: list[str] | None) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
-def build_jobs(workload: list[str] | None, contender: list[str] | None, loop: list[str] | None):
+def build_jobs(
+    workload: list[str] | None, contender: list[str] | None, loop: list[str] | None
+) -> list[Job]:
     """The pyperf jobs the filters select (comma lists of shell globs; None: all)."""
     sizes = wl.sizes()
     jobs: list[Job] = []
@@ -266,7 +268,9 @@ def build_paired(
     return [PairedJob(lp, pairs, count) for lp in wl.LOOPS if matches(lp, loop)]
 
 
-def prepare(jobs: list[Job], paired: list[PairedJob], quick: bool, notes: list[str]):
+def prepare(
+    jobs: list[Job], paired: list[PairedJob], quick: bool, notes: list[str]
+) -> dict[str, str]:
     """Pick each job's interpreter, or mark it skipped. Returns facts for the report."""
     facts: dict[str, str] = {}
     repo_env = dict(os.environ)
