@@ -160,7 +160,8 @@ def test_each_readme_install_command_installs_this_version_into_a_fresh_venv(
     assert absent.returncode != 0 and "No module named 'antflow'" in absent.stderr
 
     for install in installs():
-        run("-m", "pip", "uninstall", "--yes", "--quiet", "antflow")
+        removed = run("-m", "pip", "uninstall", "--yes", "--quiet", "antflow")
+        assert removed.returncode == 0, removed.stderr  # each command starts from no antflow
         # "." is the clone, and dist/ holds what make dist built; any other target runs as
         # written (pip install antflow would fetch 0.10.0, and fail the version check).
         path = {".": ROOT, f"dist/{wheel.name}": wheel}.get(install.path, install.path)
