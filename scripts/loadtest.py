@@ -205,7 +205,7 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     """The nearest-rank percentile: the smallest value with at least p% of values at or below."""
     if not sorted_values:
         raise ValueError("no values")
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    rank = max(1, math.ceil(p * len(sorted_values) / 100 - 1e-9))  # no float rounding up
     return sorted_values[rank - 1]
 
 
@@ -219,7 +219,7 @@ def h2load_measurement(stdout: str, log_text: str, offered_rps: float) -> Measur
     note = ""
     if arrival_rps and arrival_rps < 0.95 * offered_rps:
         note = f"arrivals lagged: {arrival_rps:.0f}/s of {offered_rps:.0f}/s offered"
-    not_started = summary["total"] - summary["started"]
+    responses = sum(summary[k] for k in ("2xx", "3xx", "4xx", "5xx"))
     return Measurement(
         tool="h2load",
         requests=len(ok),
@@ -228,14 +228,14 @@ def h2load_measurement(stdout: str, log_text: str, offered_rps: float) -> Measur
         p50_ms=percentile(ok, 50) if ok else None,
         p99_ms=percentile(ok, 99) if ok else None,
         p999_ms=percentile(ok, 99.9) if ok else None,
-        errors=summary["failed"] + summary["errored"] + summary["timeout"] + not_started,
-        non_2xx=summary["3xx"] + summary["4xx"] + summary["5xx"],
+        errors=summary["total"] - responses,  # no response: refused, reset, timed out, ...
+        non_2xx=responses - summary["2xx"],
         offered_rps=offered_rps,
         note=note,
     )
 
 
-def rate_schedule(rps: float, max_period_ms: int = 50) -> tuple[int, int]:
+def rate_schedule(rps: float, max_period_ms: int = 2000) -> tuple[int, int]:
     """(connections, period in ms) for h2load's --rate/--rate-period closest to ``rps``.
 
     h2load takes whole milliseconds; of the pairs that come within 1% of the rate, the one
@@ -466,6 +466,7 @@ class H2load:
         self.patience = patience  # how long a request may take before it counts as timed out
         self.log = log
         self.request_log = log.with_suffix(".requests.tsv")
+        self.request_log.unlink(missing_ok=True)  # h2load appends to it
         self.argv = [
             "h2load", "--h1", "-t1", "-c", str(self.n), "-n", str(self.n),
             "--rate", str(self.per_period), "--rate-period", f"{self.period_ms}ms",

@@ -168,7 +168,10 @@ def create_app(
         try:
             results = await service.fan_out(mode, service.call_downstream, FANOUT)
         except Exception as exc:
-            return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=502)
+            cause: BaseException = exc
+            while getattr(cause, "exceptions", None):  # TaskGroup's ExceptionGroup: the first
+                cause = cause.exceptions[0]  # type: ignore[attr-defined]
+            return JSONResponse({"error": f"{type(cause).__name__}: {cause}"}, status_code=502)
         return JSONResponse({"results": results})
 
     async def start_background(request: Request) -> JSONResponse:
