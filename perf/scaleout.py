@@ -35,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,14 +95,18 @@ def _check(name: str, got: list[Any], n: int) -> None:
         raise AssertionError(f"{name}: wrong results ({len(got)} of {n}, first bad index {bad})")
 
 
-async def _timed(name: str, run: Callable[[list[int]], Any], n: int) -> float:
+async def _timed(name: str, run: Callable[[list[int]], Any], n: int) -> tuple[float, float]:
+    """Wall-clock seconds of ``run(range(n))`` and the CPU seconds of this process meanwhile
+    (the client's share: the workers of the other contenders are other processes)."""
     data = list(range(n))
     gc.collect()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     got = await run(data)
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     _check(name, list(got), n)
-    return seconds
+    return seconds, cpu
 
 
 async def _measure(
@@ -111,11 +115,21 @@ async def _measure(
     """Warm up, then time CPU+I/O and no-op runs through ``mapper(fn, data)``."""
     cpu_io = functools.partial(items.cpu_io, spins=spins)
     await _timed(name + " warm-up", lambda d: mapper(cpu_io, d), 200)
-    cpu_s = await _timed(name + " cpuio", lambda d: mapper(cpu_io, d), sz.cpuio)
-    noop_s = await _timed(name + " noop", lambda d: mapper(items.noop, d), sz.noop)
+    cpu_s, cpu_c = await _timed(name + " cpuio", lambda d: mapper(cpu_io, d), sz.cpuio)
+    noop_s, noop_c = await _timed(name + " noop", lambda d: mapper(items.noop, d), sz.noop)
     return {
-        "cpuio": {"n": sz.cpuio, "seconds": cpu_s, "items_per_s": sz.cpuio / cpu_s},
-        "noop": {"n": sz.noop, "seconds": noop_s, "us_per_item": noop_s / sz.noop * 1e6},
+        "cpuio": {
+            "n": sz.cpuio,
+            "seconds": cpu_s,
+            "items_per_s": sz.cpuio / cpu_s,
+            "client_cpu_us_per_item": cpu_c / sz.cpuio * 1e6,
+        },
+        "noop": {
+            "n": sz.noop,
+            "seconds": noop_s,
+            "us_per_item": noop_s / sz.noop * 1e6,
+            "client_cpu_us_per_item": noop_c / sz.noop * 1e6,
+        },
     }
 
 
@@ -348,40 +362,62 @@ async def run_scale_sched(n: int) -> Timed:
     return {"sched": {"n": n, "seconds": seconds, "tasks_per_s": n / seconds}}
 
 
-async def _count_tasks(client: Any, run: Callable[[], Any]) -> tuple[Any, int]:
-    """Run ``run()`` and count the tasks the Dask workers ran meanwhile (the task stream)."""
+async def _cpu_seconds(client: Any) -> tuple[float, float]:
+    """CPU seconds so far of this process (client and, in a LocalCluster, the scheduler)
+    and of all the Dask worker processes together."""
+    workers = await client.run(time.process_time)
+    return time.process_time(), float(sum(workers.values()))
+
+
+async def _scale_run(client: Any, label: str, processes: int, n: int, run: Awaitable[Any]) -> Timed:
+    """Await ``run`` (a map over range(n)), counting the Dask tasks it took (the task
+    stream) and the CPU time of the client and the workers meanwhile."""
     from distributed import get_task_stream
 
+    c0, w0 = await _cpu_seconds(client)
+    t0 = time.perf_counter()
     async with get_task_stream(client) as stream:
-        result = await run()
-    return result, len(stream.data)
+        got = await run
+    seconds = time.perf_counter() - t0
+    c1, w1 = await _cpu_seconds(client)
+    _check(label, list(got), n)
+    tasks = len(stream.data)
+    return {
+        "label": label,
+        "processes": processes,
+        "n": n,
+        "seconds": seconds,
+        "items_per_s": n / seconds,
+        "tasks": tasks,
+        "tasks_per_s": tasks / seconds,
+        "items_per_task": n / tasks if tasks else None,
+        "client_cpu_us_per_item": (c1 - c0) / n * 1e6,
+        "workers_cpu_us_per_item": (w1 - w0) / n * 1e6,
+        "cores_busy": (c1 - c0 + w1 - w0) / seconds,
+    }
 
 
-async def run_scale_cluster(processes: int, n: int) -> Timed:
+SWEEP = (1, 8, 64)  # fixed batch sizes tried on 2 processes, to see the scheduler bound
+
+
+async def run_scale_cluster(processes: int, n: int, quick: bool) -> Timed:
+    """Sleep-bound items through ClusterExecutor(processes): adaptive batches, and on 2
+    processes also fixed batch sizes, each run counting the Dask tasks it took."""
     cluster_executor = _cluster_class()
     sleeper = functools.partial(items.sleeper, seconds=SLEEP_S)
+    rows = []
     async with cluster_executor(processes=processes, max_workers=MAX_WORKERS) as ex:
         await ex.map(sleeper, list(range(2_000)))
-        client = getattr(ex, "client", None)
-        data = list(range(n))
-        t0 = time.perf_counter()
-        if client is not None:
-            got, tasks = await _count_tasks(client, lambda: ex.map(sleeper, data))
-        else:
-            got, tasks = await ex.map(sleeper, data), 0
-        seconds = time.perf_counter() - t0
-        _check(f"scale cluster-{processes}", list(got), n)
-    return {
-        "scale": {
-            "processes": processes,
-            "n": n,
-            "seconds": seconds,
-            "items_per_s": n / seconds,
-            "tasks": tasks,
-            "tasks_per_s": tasks / seconds,
-            "items_per_task": n / tasks if tasks else None,
-        }
-    }
+        runs: list[int | None] = [None, *(SWEEP if processes == 2 else ())]
+        for batch_size in runs:
+            size = n if batch_size is None else min(n, max(1_000, batch_size * 1_000))
+            if quick and batch_size is not None:
+                size = min(size, 2_000)
+            how = "adaptive batches" if batch_size is None else f"batch_size={batch_size}"
+            label = f"ClusterExecutor(processes={processes}), {how}"
+            run = ex.map(sleeper, list(range(size)), batch_size=batch_size)
+            rows.append(await _scale_run(ex.client, label, processes, size, run))
+    return {"scale": rows}
 
 
 async def run_scale_dask(workers: int, n: int) -> Timed:
@@ -394,21 +430,9 @@ async def run_scale_dask(workers: int, n: int) -> Timed:
     ):
         await c.wait_for_workers(workers, timeout=60)
         await _dask_map(c, sleeper, list(range(200)))
-        t0 = time.perf_counter()
-        got = await _dask_map(c, sleeper, list(range(n)))
-        seconds = time.perf_counter() - t0
-        _check(f"scale dask-{workers}", list(got), n)
-    return {
-        "scale": {
-            "processes": workers,
-            "n": n,
-            "seconds": seconds,
-            "items_per_s": n / seconds,
-            "tasks": n,
-            "tasks_per_s": n / seconds,
-            "items_per_task": 1,
-        }
-    }
+        label = f"Dask task per item, {workers} workers x {MAX_WORKERS} threads"
+        row = await _scale_run(c, label, workers, n, _dask_map(c, sleeper, list(range(n))))
+    return {"scale": [row]}
 
 
 SCALE_JOBS = [
@@ -434,7 +458,7 @@ def child_main(job: str, spins: int, quick: bool) -> int:
         if job == "sched":
             return await run_scale_sched(n["sched"])
         if job.startswith("scale-cluster-"):
-            return await run_scale_cluster(int(job.rsplit("-", 1)[1]), n["cluster"])
+            return await run_scale_cluster(int(job.rsplit("-", 1)[1]), n["cluster"], quick)
         if job.startswith("scale-dask-"):
             return await run_scale_dask(int(job.rsplit("-", 1)[1]), n["dask"])
         raise SystemExit(f"unknown job {job!r}")
@@ -523,8 +547,8 @@ def report(res: dict[str, Timed], meta: dict[str, Any]) -> tuple[str, list[dict[
         f"- {MAX_WORKERS} slots per process everywhere; one timed run each, wall clock, pool "
         "or cluster start-up and a 200-item warm-up not timed; results checked",
         "",
-        "| contender | CPU+I/O items/s | n | no-op µs per item | n |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| contender | CPU+I/O items/s | n | no-op µs per item | n | client CPU µs per no-op |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, (label, _) in CONTENDERS.items():
         r = res.get(key)
@@ -532,12 +556,12 @@ def report(res: dict[str, Timed], meta: dict[str, Any]) -> tuple[str, list[dict[
             continue
         if not r.get("ok") or "unavailable" in r:
             why = r.get("unavailable") or f"FAILED: {r.get('error')}"
-            out.append(f"| {label} | {why} | | | |")
+            out.append(f"| {label} | {why} | | | | |")
             continue
         c, z = r["cpuio"], r["noop"]
         out.append(
             f"| {label} | {c['items_per_s']:,.0f} | {c['n']:,} | "
-            f"{_fmt(z['us_per_item'])} | {z['n']:,} |"
+            f"{_fmt(z['us_per_item'])} | {z['n']:,} | {_fmt(z['client_cpu_us_per_item'])} |"
         )
     mem = res.get("memory")
     if mem is not None:
@@ -672,34 +696,46 @@ def scale_report(res: dict[str, Timed], meta: dict[str, Any]) -> str:
         f"- date: {meta['date']}; {'BENCH_QUICK sizes' if meta['quick'] else 'full sizes'}; "
         f"machine: {meta['machine']}; load average at start {meta['load']}",
         f"- sleep-bound items: `await asyncio.sleep({SLEEP_S})`, {MAX_WORKERS} slots per "
-        f"process: at most {MAX_WORKERS / SLEEP_S:,.0f} items/s per process",
-        "- Dask scheduler rate: "
+        f"process: at most {MAX_WORKERS / SLEEP_S:,.0f} items/s per process (slot ceiling)",
+        "- R, Dask's rate here: "
         + (
-            f"{rate:,.0f} tasks/s ({sched['n']:,} tiny synchronous tasks, 2 workers x 1 thread)"
+            f"{rate:,.0f} tasks/s ({sched['n']:,} tiny synchronous tasks, 2 workers x 1 "
+            "thread, all sent at once)"
             if rate
             else "not measured"
         ),
+        "- predicted = min(slot ceiling, R x items per task); the cores, shared by the "
+        "client, the scheduler and every worker, are a third bound: *cores busy* is the CPU "
+        "seconds of the client process (with the scheduler) and the workers per second",
         "",
-        "| run | processes | n | items/s | slot ceiling items/s | Dask tasks | tasks/s "
-        "| items per task | scheduler ceiling items/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| run | processes | n | items/s | Dask tasks | tasks/s | items per task "
+        "| slot ceiling | R x items per task | measured / predicted "
+        "| client CPU µs/item | workers CPU µs/item | cores busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     for job, label in SCALE_JOBS[1:]:
         r = res.get(job)
         if r is None:
             continue
         if not r.get("ok") or "unavailable" in r:
-            out.append(f"| {label} | {r.get('unavailable') or 'FAILED: ' + str(r.get('error'))} |")
+            why = r.get("unavailable") or "FAILED: " + str(r.get("error"))
+            out.append(f"| {label} | {why} |" + " |" * 11)
             continue
-        s = r["scale"]
-        per_task = s["items_per_task"]
-        ceiling = rate * per_task if rate and per_task else None
-        out.append(
-            f"| {label} | {s['processes']} | {s['n']:,} | {s['items_per_s']:,.0f} | "
-            f"{s['processes'] * MAX_WORKERS / SLEEP_S:,.0f} | {s['tasks'] or '-'} | "
-            f"{_fmt(s['tasks_per_s']) if s['tasks'] else '-'} | "
-            f"{_fmt(per_task) if per_task else '-'} | {_fmt(ceiling)} |"
-        )
+        for row in r["scale"]:
+            per_task = row["items_per_task"]
+            slots = row["processes"] * MAX_WORKERS / SLEEP_S
+            sched_bound = rate * per_task if rate and per_task else None
+            predicted = min(slots, sched_bound) if sched_bound else None
+            out.append(
+                f"| {row['label']} | {row['processes']} | {row['n']:,} | "
+                f"{row['items_per_s']:,.0f} | {row['tasks'] or '-'} | "
+                f"{_fmt(row['tasks_per_s'])} | {_fmt(per_task)} | {slots:,.0f} | "
+                f"{_fmt(sched_bound)} | "
+                f"{_fmt(row['items_per_s'] / predicted, 2) if predicted else '-'} | "
+                f"{_fmt(row['client_cpu_us_per_item'])} | "
+                f"{_fmt(row['workers_cpu_us_per_item'])} | {row['cores_busy']:.2f} |"
+            )
     return "\n".join(out) + "\n"
 
 
