@@ -1,0 +1,235 @@
+"""What runs on a Dask worker: one batch of items per Dask task, on one AsyncExecutor.
+
+Dask runs :func:`run_batch` (an ``async def``) on the worker's own event loop. Every
+batch that a :class:`~antflow.cluster.ClusterExecutor` sends to this worker process runs
+its items on the same per-process :class:`~antflow.AsyncExecutor`, made on first use and
+keyed by the executor's id, so ``max_workers`` bounds the items running in the process
+however many batches Dask runs at once. Retries and ``task_timeout`` run here, with the
+same code as in a local executor.
+
+The client reaches running items through :func:`cancel_items`, which it calls with
+``Client.run`` on every worker. ``Client.run`` calls a plain function in the worker's
+event loop thread, the thread that runs the batches, so cancelling is a plain
+``future.cancel()``: a queued item never starts, a running one has its coroutine
+cancelled. A cancel that arrives before its batch does is kept as a tombstone, which the
+batch reads when it starts; the client tells the workers when such a batch has ended, so
+tombstones do not pile up on the workers that never saw it.
+
+Everything here is module-level and importable as ``antflow.cluster._runner``, so Dask
+sends these functions by reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import time
+from typing import Any
+
+import cloudpickle  # type: ignore[import-untyped]
+
+from antflow import AsyncExecutor, AsyncFuture
+from antflow._options import Options, run_with_options
+
+__all__ = ["MAP", "SUBMIT", "cancel_items", "dumps", "forget_executor", "run_batch"]
+
+MAP = 0  # payload (MAP, fn, opts, [args, ...]): one function over many argument tuples
+SUBMIT = 1  # payload (SUBMIT, None, None, [(fn, args, kwargs, opts), ...])
+
+# Outcome of one batch: (values, errors, cancelled, retried, elapsed), pickled by the
+# worker: values[i] is item i's value, errors maps an index to the exception the item
+# raised, cancelled lists the items that ended cancelled here (None when empty).
+
+ALL = None  # a tombstone that covers every item of a batch
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj``; functions that cannot travel by reference travel by value."""
+    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+
+
+class _Side:
+    """The state of one ClusterExecutor in this worker process."""
+
+    def __init__(self) -> None:
+        self.executor: AsyncExecutor | None = None  # made by the first batch
+        self.running: dict[int, list[AsyncFuture[Any] | None]] = {}
+        self.tombstones: dict[int, set[int] | None] = {}
+
+
+_sides: dict[str, _Side] = {}
+
+
+def _side(exec_id: str) -> _Side:
+    side = _sides.get(exec_id)
+    if side is None:
+        side = _sides[exec_id] = _Side()
+    return side
+
+
+def _options(opts: tuple[int, float, float | None] | None) -> Options | None:
+    if opts is None:
+        return None
+    retries, retry_delay, task_timeout = opts
+    return Options(retries, retry_delay, None, task_timeout, None, False)
+
+
+async def run_batch(
+    exec_id: str, batch_id: int, max_workers: int, name: str, payload: bytes
+) -> bytes:
+    """Run one batch of items on this process's executor; return its pickled outcomes."""
+    started = time.perf_counter()
+    side = _side(exec_id)
+    executor = side.executor
+    if executor is None:
+        executor = side.executor = AsyncExecutor(max_workers, name=name)
+    kind, fn, opts, items = pickle.loads(payload)
+    n = len(items)
+    tomb = side.tombstones.pop(batch_id, set())
+    if tomb is ALL:
+        return dumps(([None] * n, None, list(range(n)), 0, 0.0))
+    retried = 0
+
+    def count_retry() -> None:
+        nonlocal retried
+        retried += 1
+
+    submit = executor.submit
+    futures: list[AsyncFuture[Any] | None] = [None] * n
+    if kind == MAP:
+        options = _options(opts)
+        for i, args in enumerate(items):
+            if i in tomb:
+                continue
+            if options is None:
+                futures[i] = submit(fn, *args)
+            else:
+                futures[i] = submit(
+                    run_with_options, fn, args, None, options, None, None, count_retry
+                )
+    else:
+        for i, (item_fn, args, kwargs, item_opts) in enumerate(items):
+            if i in tomb:
+                continue
+            if item_opts is None and not kwargs:
+                futures[i] = submit(item_fn, *args)
+            else:
+                options = _options(item_opts) or Options(0, 0.1, None, None, None, False)
+                futures[i] = submit(
+                    run_with_options, item_fn, args, kwargs, options, None, None, count_retry
+                )
+    del items
+    side.running[batch_id] = futures
+    values: list[Any] = [None] * n
+    errors: dict[int, BaseException] | None = None
+    cancelled: list[int] | None = [i for i in tomb] if tomb else None
+    try:
+        for i, future in enumerate(futures):
+            if future is None:
+                continue
+            try:
+                values[i] = await future
+            except asyncio.CancelledError:
+                if not future.cancelled():
+                    raise  # this batch itself is being cancelled
+                if cancelled is None:
+                    cancelled = []
+                cancelled.append(i)
+            except Exception as exc:
+                if errors is None:
+                    errors = {}
+                errors[i] = exc
+    except BaseException:
+        for future in futures:
+            if future is not None:
+                future.cancel()
+        raise
+    finally:
+        side.running.pop(batch_id, None)
+    outcome = (values, errors, cancelled, retried, time.perf_counter() - started)
+    try:
+        return dumps(outcome)
+    except Exception:
+        return dumps(_picklable(fn, outcome))
+
+
+def _picklable(fn: Any, outcome: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The outcome with every value or exception that cannot be pickled replaced by a
+    TypeError that says so (the client raises it for that item)."""
+    values, errors, cancelled, retried, elapsed = outcome
+    errors = dict(errors or {})
+    for i, value in enumerate(values):
+        if i not in errors and not _can_pickle(value):
+            errors[i] = TypeError(
+                f"the result of {_name(fn, i)} cannot be pickled to return it from the "
+                f"cluster: {type(value).__qualname__} {_short(value)}"
+            )
+            values[i] = None
+    for i, exc in errors.items():
+        if not _can_pickle(exc):
+            errors[i] = RuntimeError(f"{type(exc).__qualname__}: {exc} (not picklable)")
+    return values, errors, cancelled, retried, elapsed
+
+
+def _can_pickle(obj: Any) -> bool:
+    try:
+        dumps(obj)
+    except Exception:
+        return False
+    return True
+
+
+def _name(fn: Any, index: int) -> str:
+    name = getattr(fn, "__qualname__", None)
+    return f"{name}() (item {index})" if name else f"item {index}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def cancel_items(
+    exec_id: str, entries: list[tuple[int, list[int] | None]], forget: list[int]
+) -> int:
+    """Cancel items of this executor's batches (``None``: the whole batch); return how
+    many running or queued items it cancelled here. Runs in the worker's loop thread."""
+    if not entries and exec_id not in _sides:
+        return 0
+    side = _side(exec_id)
+    hit = 0
+    for batch_id, indices in entries:
+        futures = side.running.get(batch_id)
+        if futures is not None:
+            for i in range(len(futures)) if indices is None else indices:
+                future = futures[i]
+                if future is not None and future.cancel():
+                    hit += 1
+        elif indices is None:
+            side.tombstones[batch_id] = ALL
+        else:
+            tomb = side.tombstones.setdefault(batch_id, set())
+            if tomb is not ALL:
+                tomb.update(indices)
+    for batch_id in forget:
+        side.tombstones.pop(batch_id, None)
+    return hit
+
+
+async def forget_executor(exec_id: str) -> None:
+    """Drop a ClusterExecutor's state in this process: cancel what is left of it."""
+    side = _sides.pop(exec_id, None)
+    if side is None:
+        return
+    for futures in side.running.values():
+        for future in futures:
+            if future is not None:
+                future.cancel()
+    if side.executor is not None:
+        await side.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def running_loop_name() -> str:
+    """The class of the event loop this worker runs batches on (for tests and docs)."""
+    loop = asyncio.get_running_loop()
+    return f"{type(loop).__module__}.{type(loop).__qualname__}"

@@ -1,0 +1,350 @@
+"""ClusterExecutor: the AsyncExecutor API over the processes of a Dask cluster.
+
+Most tests share one cluster (a scheduler and two workers started with the dask command
+line tools, see _cluster_fixtures) and connect to it by address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+
+import _cluster_fixtures
+import cluster_items as items
+import pytest
+from _helpers import CountingInput
+
+import antflow
+from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError, WaitStrategy
+from antflow.cluster import ClusterExecutor
+
+pytestmark = pytest.mark.timeout(60)
+cluster_address = _cluster_fixtures.cluster_address  # the shared cluster (a fixture)
+
+
+def test_importing_antflow_does_not_import_dask() -> None:
+    code = (
+        "import sys, antflow; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+async def test_items_run_on_the_workers_started_with_the_dask_command_line(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        pids = set(await executor.map(items.pid_after, range(64), itertools.repeat(0.02)))
+    assert os.getpid() not in pids
+    assert len(pids) == 2  # both worker processes ran items
+
+
+async def test_submit_returns_a_pending_future_that_the_cluster_resolves(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        future = executor.submit(items.double, 21)
+        assert isinstance(future, AsyncFuture)
+        assert not future.done()
+        assert await future.result() == 42
+        assert future.done() and not future.cancelled() and future.exception() is None
+        assert await executor.submit(items.add, 1, y=2) == 3
+
+
+async def test_submit_works_before_the_executor_is_started(cluster_address: str) -> None:
+    executor = ClusterExecutor(cluster_address)
+    futures = [executor.submit(items.double, i) for i in range(5)]
+    assert [await f for f in futures] == [0, 2, 4, 6, 8]
+    await executor.shutdown()
+
+
+async def test_futures_support_everything_an_async_future_does(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        slow = executor.submit(items.sleep_then, 7, 0.5)
+        with pytest.raises(asyncio.TimeoutError):
+            await slow.result(timeout=0.05)
+        assert not slow.done() and not slow.cancelled()  # a wait timeout cancels nothing
+        seen: list[AsyncFuture[int]] = []
+        slow.add_done_callback(seen.append)
+        assert await slow.result(timeout=10) == 7
+        await asyncio.sleep(0)
+        assert seen == [slow]
+
+        failed = executor.submit(items.fail, 1)
+        with pytest.raises(items.ItemError):
+            await failed
+        assert isinstance(failed.exception(), items.ItemError)
+
+        cancelled = executor.submit(items.sleep_then, 1, 10)
+        assert cancelled.cancel()
+        assert cancelled.cancelled() and cancelled.done()
+        assert not cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            cancelled.exception()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+
+
+async def test_antflow_as_completed_and_wait_accept_cluster_futures(cluster_address: str) -> None:
+    async with (
+        ClusterExecutor(cluster_address) as cluster,
+        AsyncExecutor(max_workers=2) as local,
+    ):
+        slow = cluster.submit(items.sleep_then, 1, 0.6)
+        quick = cluster.submit(items.sleep_then, 2, 0.0)
+        here = local.submit(asyncio.sleep, 0.3, result=3)
+        order = [await f async for f in antflow.as_completed([slow, quick, here], timeout=20)]
+        assert order == [2, 3, 1]
+
+        first = cluster.submit(items.sleep_then, 4, 5.0)
+        broken = cluster.submit(items.fail, 5)
+        done, pending = await antflow.wait(
+            [first, broken], timeout=20, return_when=WaitStrategy.FIRST_EXCEPTION
+        )
+        assert done == {broken} and pending == {first}
+        first.cancel()
+
+
+async def test_executor_as_completed_and_wait_work_on_its_futures(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        futures = [executor.submit(items.sleep_then, i, 0.3 - 0.1 * i) for i in range(3)]
+        order = [await f async for f in executor.as_completed(futures, timeout=20)]
+        assert order == [2, 1, 0]
+        done, pending = await executor.wait(futures, timeout=20)
+        assert done == set(futures) and not pending
+
+
+async def test_map_returns_results_in_input_order(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        delays = [0.2 if i % 7 == 0 else 0.0 for i in range(50)]
+        assert await executor.map(items.sleep_then, range(50), delays) == list(range(50))
+        assert await executor.map(items.add, [1, 2, 3], [4, 5, 6, 7]) == [5, 7, 9]
+        assert await executor.map(items.double, []) == []
+
+        async def numbers():  # an async iterable input
+            for i in range(5):
+                await asyncio.sleep(0)
+                yield i
+
+        assert await executor.map(items.double, numbers()) == [0, 2, 4, 6, 8]
+
+
+async def test_map_iter_yields_in_input_order_and_reads_an_endless_input_lazily(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        source = CountingInput(None)
+        results = []
+        async for value in executor.map_iter(items.double, source, window=3, batch_size=10):
+            results.append(value)
+            if len(results) == 25:
+                break
+        assert results == [2 * i for i in range(25)]
+        # At most the window of batches was read beyond what was consumed.
+        assert source.read <= 30 + 3 * 10
+        assert executor.stats().running == 0
+
+
+async def test_items_travel_in_batches_not_one_dask_task_per_item(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        assert await executor.map(items.double, range(2000)) == [2 * i for i in range(2000)]
+        tasks = await _dask_tasks(executor)
+        assert 2 <= tasks < 2000 // 4  # adaptive: small batches first, then larger ones
+        assert await executor.map(items.double, range(100), batch_size=25) == [
+            2 * i for i in range(100)
+        ]
+        assert await _dask_tasks(executor) == tasks + 4
+
+
+async def test_submits_made_in_one_loop_iteration_travel_together(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        futures = [executor.submit(items.double, i) for i in range(40)]
+        assert [await f for f in futures] == [2 * i for i in range(40)]
+        assert await _dask_tasks(executor) <= 40 // 4  # a few batches, not a task per item
+
+
+async def _dask_tasks(executor: ClusterExecutor) -> int:
+    """How many Dask tasks this executor has run (its task keys end with its id)."""
+
+    def count(dask_scheduler, suffix):  # type: ignore[no-untyped-def]
+        return sum(
+            1
+            for event in dask_scheduler.transition_log
+            if str(event[0]).endswith(suffix) and event[2] == "memory"
+        )
+
+    return int(await executor.client.run_on_scheduler(count, suffix=executor._id[:12]))
+
+
+async def test_max_workers_bounds_the_items_running_in_each_worker_process(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address, max_workers=3) as executor:
+        token = os.urandom(8).hex()
+        seen = await executor.map(
+            items.count_concurrency,
+            itertools.repeat(token, 60),
+            itertools.repeat(0.05),
+            batch_size=5,
+        )
+    peaks: dict[int, int] = {}
+    for pid, peak in seen:
+        peaks[pid] = max(peaks.get(pid, 0), peak)
+    assert max(peaks.values()) == 3  # several batches ran at once, yet never more than 3
+
+
+async def test_an_item_exception_reaches_the_caller_with_its_type_and_message(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        with pytest.raises(items.ItemError, match="broken 3"):
+            await executor.submit(items.fail, 3, message="broken")
+        with pytest.raises(items.ItemError, match="item 5 failed"):
+            await executor.map(items.fail_at, range(10), itertools.repeat(5))
+        with pytest.raises(TypeError, match="not_async"):
+            await executor.submit(items.not_async, 1)  # not awaitable, named
+
+
+async def test_map_iter_raises_an_item_exception_when_it_reaches_it(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        got = []
+        with pytest.raises(items.ItemError, match="item 5 failed"):
+            async for value in executor.map_iter(
+                items.fail_at, range(10), itertools.repeat(5), batch_size=3
+            ):
+                got.append(value)
+        assert got == [0, 1, 2, 3, 4]
+
+
+async def test_retries_run_on_the_worker(cluster_address: str, tmp_path) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        assert await executor.submit(items.flaky, str(tmp_path), 2, retries=2, retry_delay=0) == 3
+        assert executor.stats().retried == 2
+        (tmp_path / "attempts").unlink()
+        with pytest.raises(items.ItemError, match="attempt 2 failed"):
+            await executor.map(items.flaky, [str(tmp_path)], [5], retries=1, retry_delay=0)
+
+
+async def test_task_timeout_runs_on_the_worker(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(asyncio.TimeoutError):
+            await executor.submit(items.sleep_then, 1, 30, task_timeout=0.2)
+        with pytest.raises(asyncio.TimeoutError):
+            await executor.map(items.sleep_then, [1, 2], [0, 30], task_timeout=0.2)
+        assert loop.time() - start < 20
+    async with ClusterExecutor(cluster_address, task_timeout=0.2) as executor:
+        with pytest.raises(asyncio.TimeoutError):
+            await executor.submit(items.sleep_then, 1, 30)
+        assert await executor.submit(items.sleep_then, 1, 0.5, task_timeout=5) == 1
+
+
+async def test_map_timeout_is_a_deadline_for_the_whole_call(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        with pytest.raises(asyncio.TimeoutError):
+            await executor.map(items.sleep_then, range(4), itertools.repeat(30), timeout=0.3)
+        assert await executor.map(items.double, range(3), timeout=20) == [0, 2, 4]
+
+
+async def test_stats_count_every_item(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        await executor.map(items.double, range(30))
+        with pytest.raises(items.ItemError):
+            await executor.submit(items.fail, 1)
+        f = executor.submit(items.sleep_then, 1, 10)
+        f.cancel()
+        stats = executor.stats()
+    assert (stats.submitted, stats.completed, stats.failed, stats.cancelled) == (32, 30, 1, 1)
+    assert stats.pending == stats.running == 0
+
+
+async def test_shutdown_waits_for_accepted_work_then_refuses_new_work(
+    cluster_address: str,
+) -> None:
+    executor = ClusterExecutor(cluster_address)
+    futures = [executor.submit(items.sleep_then, i, 0.2) for i in range(3)]
+    await executor.shutdown(wait=True)
+    assert all(f.done() for f in futures)
+    assert [await f for f in futures] == [0, 1, 2]
+    with pytest.raises(ExecutorShutdownError):
+        executor.submit(items.double, 1)
+    with pytest.raises(RuntimeError):
+        await executor.map(items.double, [1])
+    await executor.shutdown()  # a second shutdown is harmless
+
+
+async def test_a_semaphore_is_refused_because_it_cannot_cross_processes(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        with pytest.raises(TypeError, match="semaphore"):
+            executor.submit(items.double, 1, semaphore=asyncio.Semaphore(2))
+        assert executor.stats().submitted == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_workers": 0}, ValueError),
+        ({"max_workers": "3"}, TypeError),
+        ({"max_workers": True}, TypeError),
+        ({"task_timeout": 0}, ValueError),
+        ({"task_timeout": "1"}, TypeError),
+        ({"name": 3}, TypeError),
+    ],
+)
+def test_bad_constructor_values_raise_the_same_errors_as_async_executor(
+    kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        AsyncExecutor(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        ClusterExecutor(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_cluster_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="processes"):
+        ClusterExecutor(processes=0)
+    with pytest.raises(ValueError, match="processes"):
+        ClusterExecutor("tcp://127.0.0.1:8786", processes=2)
+    with pytest.raises(TypeError, match="client"):
+        ClusterExecutor(client="tcp://127.0.0.1:8786")  # type: ignore[arg-type]
+
+
+async def test_bad_call_values_raise_the_same_errors_as_async_executor(
+    cluster_address: str,
+) -> None:
+    calls = [
+        lambda e: e.submit(items.double, 1, retries=-1),
+        lambda e: e.submit(items.double, 1, retry_delay=-1),
+        lambda e: e.submit(items.double, 1, task_timeout=0),
+        lambda e: e.submit(42),
+        lambda e: e.map(items.double, [1], timeout=-1),
+        lambda e: e.map(items.double, [1], window=0),
+        lambda e: e.map(items.double, 5),
+        lambda e: e.map_iter(items.double, [1], window=0),
+    ]
+    async with (
+        ClusterExecutor(cluster_address) as cluster,
+        AsyncExecutor() as local,
+    ):
+        for call in calls:
+            with pytest.raises(Exception) as expected:
+                result = call(local)
+                if asyncio.iscoroutine(result):
+                    await result
+            with pytest.raises(expected.type):
+                result = call(cluster)
+                if asyncio.iscoroutine(result):
+                    await result
+        with pytest.raises(ValueError, match="batch_size"):
+            await cluster.map(items.double, [1], batch_size=0)
+        with pytest.raises(ValueError, match="batch_size"):
+            cluster.map_iter(items.double, [1], batch_size=1.5)

@@ -1,0 +1,136 @@
+"""ClusterExecutor: connections, the embedded cluster, dead workers and unpicklable work."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import _cluster_fixtures
+import cluster_items as items
+import dask.config
+import distributed
+import psutil
+import pytest
+from _helpers import wait_until
+
+from antflow.cluster import ClusterExecutor
+
+pytestmark = pytest.mark.timeout(120)
+cluster_address = _cluster_fixtures.cluster_address  # the shared cluster (a fixture)
+
+
+@pytest.fixture
+def importable_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes of an embedded cluster import cluster_items by name, like ours."""
+    monkeypatch.setenv("PYTHONPATH", _cluster_fixtures.worker_env()["PYTHONPATH"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_an_unreachable_scheduler_raises_a_clear_error_naming_the_address() -> None:
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        executor = ClusterExecutor(address)
+        with pytest.raises(ConnectionError, match=address):
+            await asyncio.wait_for(executor.start(), 30)
+        with pytest.raises(ConnectionError, match=address):
+            executor.submit(items.double, 1)
+        await executor.shutdown()
+    assert loop.time() - start < 20
+
+
+async def test_a_function_that_cannot_be_pickled_fails_with_a_type_error_naming_it(
+    cluster_address: str,
+) -> None:
+    lock = threading.Lock()
+
+    async def holds_a_lock(x: int) -> int:
+        with lock:
+            return x
+
+    async with ClusterExecutor(cluster_address) as executor:
+        good = executor.submit(items.double, 1)
+        bad = executor.submit(holds_a_lock, 1)  # the same batch as `good`
+        with pytest.raises(TypeError, match="holds_a_lock"):
+            await bad
+        assert await good == 2
+        with pytest.raises(TypeError, match="holds_a_lock"):
+            await executor.map(holds_a_lock, range(3))
+        assert await executor.map(items.double, range(3)) == [0, 2, 4]  # still working
+
+
+async def test_an_argument_that_cannot_be_pickled_fails_with_a_type_error_naming_it(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        with socket.socket() as sock:
+            with pytest.raises(TypeError, match=r"argument 0 \(<socket.*of identity"):
+                await executor.submit(items.identity, sock)
+            with pytest.raises(TypeError, match=r"argument 0 .* for input 2"):
+                await executor.map(items.identity, [1, 2, sock, 4])
+        assert await executor.submit(items.identity, "fine") == "fine"
+
+
+async def test_a_client_passed_in_is_used_and_left_open(cluster_address: str) -> None:
+    async with distributed.Client(cluster_address, asynchronous=True) as client:
+        async with ClusterExecutor(client=client) as executor:
+            assert executor.client is client
+            assert await executor.map(items.double, range(4)) == [0, 2, 4, 6]
+        assert client.status == "running"
+        assert await client.submit(sum, [1, 2]) == 3
+
+
+async def test_shutdown_leaves_a_cluster_reached_by_address_running(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        assert await executor.submit(items.double, 1) == 2
+    assert executor.client.status == "closed"
+    async with distributed.Client(cluster_address, asynchronous=True) as client:
+        assert len(await client.nthreads()) == _cluster_fixtures.WORKERS
+
+
+async def test_the_embedded_cluster_runs_items_on_uvloop_and_leaves_no_process_behind(
+    importable_items: None,
+) -> None:
+    async with ClusterExecutor(processes=1) as executor:
+        pids = list((await executor.client.run(os.getpid)).values())
+        assert len(pids) == 1 and pids[0] != os.getpid()
+        assert await executor.submit(items.where) == pids[0]
+        assert await executor.submit(items.loop_name) == "uvloop.Loop"
+        assert await executor.map(items.double, range(5)) == [0, 2, 4, 6, 8]
+        children = psutil.Process().children(recursive=True)
+    await wait_until(lambda: not any(p.is_running() for p in children), timeout=20)
+
+
+async def test_a_worker_process_that_dies_mid_batch_costs_only_time(
+    importable_items: None, tmp_path: Path
+) -> None:
+    async with ClusterExecutor(processes=2, max_workers=4) as executor:
+        pids = list((await executor.client.run(os.getpid)).values())
+        call = asyncio.ensure_future(
+            executor.map(
+                items.mark,
+                itertools.repeat(str(tmp_path)),
+                range(40),
+                itertools.repeat(0.05),
+                batch_size=4,
+            )
+        )
+        await wait_until(lambda: len(list(tmp_path.glob("done-*"))) >= 4, timeout=30)
+        os.kill(pids[0], signal.SIGKILL)
+        results = await asyncio.wait_for(call, 60)
+        assert results == list(range(40))  # every result, each once
+        # The nanny started a replacement and the executor keeps working.
+        assert await executor.map(items.double, range(8)) == [2 * i for i in range(8)]
