@@ -48,6 +48,7 @@ dist: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) perf/run.py
+	$(PY) perf/scaleout.py
 
 profile: $(STAMP)
 	$(PY) perf/profile.py
