@@ -24,10 +24,10 @@ from collections.abc import (
     Iterator,
 )
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-if TYPE_CHECKING:
-    from ._executor import AsyncExecutor, _Options
+from ._options import Options
+from ._pool import Pool
 
 __all__ = ["IterState", "MapCall", "MapIterator"]
 
@@ -78,14 +78,14 @@ class _Call(Generic[_T]):
 
     def __init__(
         self,
-        executor: AsyncExecutor,
+        pool: Pool,
         fn: Callable[..., Any],
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
-        opts: _Options | None,
+        opts: Options | None,
         window: int,
         timeout: float | None,
     ) -> None:
-        self._executor = executor
+        self._pool = pool
         self._fn = fn
         self._opts = opts
         self._window = window
@@ -105,7 +105,7 @@ class _Call(Generic[_T]):
         self._context = contextvars.copy_context() if opts is not None and opts.context else None
         self._count = 0  # items fed so far; the next item's index
         self._in_flight = 0  # items fed whose outcome the worker has not handed over
-        # The worker hands a result over in place (see AsyncExecutor._work):
+        # The worker hands a result over in place (see Pool._work):
         # ``_results[pos] = result``, then wakes the caller when ``_in_flight`` drops to
         # ``_low_water`` or ``pos`` is ``_head_pos`` (the result the caller waits for).
         self._results: list[Any] = []
@@ -138,10 +138,10 @@ class _Call(Generic[_T]):
     # -- life cycle --------------------------------------------------------------------
 
     def _begin(self) -> asyncio.AbstractEventLoop:
-        executor = self._executor
-        self._loop = loop = executor._bind()
-        executor._check_open()
-        executor._calls.add(self)
+        pool = self._pool
+        self._loop = loop = pool.bind()
+        pool.check_open()
+        pool._calls.add(self)
         self._began = self._open = True
         if self._timeout is not None:
             self._timer = loop.call_later(self._timeout, self._expire)
@@ -154,7 +154,7 @@ class _Call(Generic[_T]):
         self._open = False
         if self._timer is not None:
             self._timer.cancel()
-        self._executor._end_call(self)
+        self._pool.end_call(self)
 
     def abort(self, error: BaseException) -> None:
         """Stop this call now; its caller gets ``error`` at its next step."""
@@ -197,15 +197,15 @@ class _Call(Generic[_T]):
         waits for input or for room) is kept in ``_error`` rather than raised, so that
         the items queued so far are accounted for before the caller raises it.
         """
-        executor = self._executor
+        pool = self._pool
         try:
-            max_pending = executor._max_pending
+            max_pending = pool._max_pending
             if max_pending:
-                if executor._pending >= max_pending:
-                    await executor._wait_for_room(accepted=True)
+                if pool.pending >= max_pending:
+                    await pool.wait_for_room(accepted=True)
                     if self._error is not None or self._timed_out:
                         return
-                room = min(room, max_pending - executor._pending)
+                room = min(room, max_pending - pool.pending)
             if self._is_async:
                 await self._fill_async(room)
             else:
@@ -217,7 +217,7 @@ class _Call(Generic[_T]):
 
     def _fill_sync(self, room: int) -> None:
         # No await here: the counters are settled once, after the loop.
-        append = self._executor._queue.append
+        append = self._pool._queue.append
         ring = self._ring
         start = index = self._count
         try:
@@ -239,17 +239,17 @@ class _Call(Generic[_T]):
                 self._exhausted = True
                 return
             index = self._count
-            self._executor._queue.append((self, index % self._ring if self._ring else index, args))
+            self._pool._queue.append((self, index % self._ring if self._ring else index, args))
             self._fed(1)
 
     def _fed(self, n: int) -> None:
         if n:
             self._count += n
             self._in_flight += n
-            executor = self._executor
-            executor._submitted += n
-            if not executor._waking:
-                executor._wake_worker()
+            pool = self._pool
+            pool._submitted += n
+            if not pool._waking:
+                pool.wake_worker()
 
     async def _close_source(self) -> None:
         # A call that ends consumes no more of its input: close an async input (an async
@@ -343,7 +343,7 @@ class MapIterator(AsyncIterator[_T]):
     def __del__(self) -> None:
         state = self._state
         if state._open:
-            loop = state._executor._loop
+            loop = state._pool._loop
             if loop is not None and not loop.is_closed():
                 state._end()
 

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from ._future import FINISHED, AsyncFuture
+from ._options import check_timeout
 
 __all__ = ["WaitStrategy", "as_completed", "wait"]
 
@@ -32,17 +33,10 @@ class WaitStrategy(str, Enum):
 def _unique_futures(futures: Iterable[AsyncFuture[_T]]) -> list[AsyncFuture[_T]]:
     unique = list(dict.fromkeys(futures))
     for future in unique:
-        if not isinstance(future, AsyncFuture):
+        # (type() first: isinstance on an ABC subclass is the slower check)
+        if type(future) is not AsyncFuture and not isinstance(future, AsyncFuture):
             raise TypeError(f"expected AsyncFuture objects, got {type(future).__name__}")
     return unique
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number or None, got {type(timeout).__name__}")
-        if timeout < 0:
-            raise ValueError(f"timeout must not be negative, got {timeout!r}")
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -53,7 +47,15 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 def as_completed(
     futures: Iterable[AsyncFuture[_T]], timeout: float | None = None
 ) -> AsyncIterator[AsyncFuture[_T]]:
-    _check_timeout(timeout)
+    """Yield the futures (of any antflow executor) as they end, in completion order.
+
+    ``async for future in antflow.as_completed(futures, timeout=...)``. ``timeout`` is a
+    deadline for the whole iteration: past it :class:`asyncio.TimeoutError` is raised.
+    Duplicates are yielded once. Linear in the number of futures: one internal callback
+    per future, one wake-up per batch of endings. Breaking out of the loop removes the
+    callbacks at once; nothing is cancelled.
+    """
+    check_timeout(timeout)
     return _AsCompleted(_AsCompletedState(_unique_futures(futures), timeout))
 
 
@@ -182,8 +184,14 @@ async def wait(
     timeout: float | None = None,
     return_when: WaitStrategy | str = WaitStrategy.ALL_COMPLETED,
 ) -> tuple[set[AsyncFuture[_T]], set[AsyncFuture[_T]]]:
+    """Wait for the futures (of any antflow executor); return ``(done, pending)`` sets.
+
+    ``FIRST_COMPLETED`` and ``FIRST_EXCEPTION`` return when their condition holds or the
+    timeout passes. ``ALL_COMPLETED`` raises :class:`asyncio.TimeoutError` if the timeout
+    passes first. Never cancels anything.
+    """
     strategy = _strategy(return_when)
-    _check_timeout(timeout)
+    check_timeout(timeout)
     unique = _unique_futures(futures)
     loop = asyncio.get_running_loop()
     pending = {f for f in unique if f._state < FINISHED}

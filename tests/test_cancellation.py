@@ -7,8 +7,8 @@ executor stays usable. ``as_completed``, ``wait`` and ``result()`` cancel nothin
 cancelled caller only takes its own listeners and waiters away with it.
 
 Each test checks the internal bookkeeping that a leak would show up in:
-``AsyncFuture._listeners`` (callbacks registered on a future), ``executor._calls``
-(map calls in progress) and ``executor._room_waiters`` (callers waiting for queue room).
+``AsyncFuture._listeners`` (callbacks registered on a future), ``executor._pool._calls``
+(map calls in progress) and ``executor._pool._room_waiters`` (callers waiting for queue room).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ async def test_cancelling_the_caller_of_map_settles_the_counters_at_once() -> No
             await caller
         stats = executor.stats()
         assert (stats.running, stats.pending, stats.cancelled) == (0, 0, 5)
-        assert executor._calls == set()
+        assert executor._pool._calls == set()
 
 
 async def test_an_outer_wait_for_timeout_on_map_cancels_the_calls_items() -> None:
@@ -200,7 +200,7 @@ async def test_cancelling_the_caller_of_map_closes_its_async_input() -> None:
             await caller
         assert closed.is_set()
         await until(lambda: len(probe.cancelled) == 3)
-        assert executor._calls == set()
+        assert executor._pool._calls == set()
 
 
 async def test_a_retrying_item_of_a_cancelled_map_makes_no_further_attempts() -> None:
@@ -233,12 +233,12 @@ async def test_cancelling_the_caller_of_map_while_it_waits_for_queue_room_leaves
         await until(blocker.running)
         executor.submit(probe.hold, "queued")  # the queue is now full
         caller = asyncio.create_task(executor.map(probe.hold, range(5)))
-        await until(lambda: len(executor._room_waiters) == 1)
+        await until(lambda: len(executor._pool._room_waiters) == 1)
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
-        left_behind = list(executor._room_waiters)
-        calls = set(executor._calls)
+        left_behind = list(executor._pool._room_waiters)
+        calls = set(executor._pool._calls)
         blocker.cancel()
         probe.release.set()
     assert left_behind == []
@@ -252,11 +252,11 @@ async def test_cancelling_a_caller_of_asubmit_that_waits_for_room_leaves_no_wait
         await until(blocker.running)
         executor.submit(probe.hold, "queued")
         caller = asyncio.create_task(executor.asubmit(probe.hold, "never"))
-        await until(lambda: len(executor._room_waiters) == 1)
+        await until(lambda: len(executor._pool._room_waiters) == 1)
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
-        left_behind = list(executor._room_waiters)
+        left_behind = list(executor._pool._room_waiters)
         blocker.cancel()
         probe.release.set()
     assert left_behind == []
@@ -319,7 +319,7 @@ async def test_aclose_of_map_iter_cancels_its_items() -> None:
         await iterator.aclose()  # type: ignore[attr-defined]  # ... and closes the stream
         await assert_still_usable(executor)
         assert sorted(probe.cancelled) == sorted(probe.started) == [0, 1]
-        assert executor._calls == set()
+        assert executor._pool._calls == set()
 
 
 async def test_aclose_before_the_first_item_starts_nothing() -> None:
@@ -365,7 +365,7 @@ async def test_cancelling_the_consumer_of_map_iter_cancels_its_items() -> None:
             await consumer
         await assert_still_usable(executor)
         assert sorted(probe.cancelled) == sorted(probe.started) == [0, 1]
-        assert executor._calls == set()
+        assert executor._pool._calls == set()
 
 
 async def test_an_outer_wait_for_timeout_on_a_map_iter_consumer_cancels_its_items() -> None:
@@ -608,9 +608,9 @@ async def test_after_many_cancelled_callers_each_parked_worker_leaves_one_live_w
                 caller.cancel()
             await asyncio.gather(*callers, return_exceptions=True)
             future.cancel()  # wait() cancels nothing: its caller's future is still running
-            await until(lambda: len(executor._idle) == len(executor._workers))
-        parked = [waiter.done() for waiter in executor._idle]
-        workers = len(executor._workers)
+            await until(lambda: len(executor._pool._idle) == len(executor._pool._workers))
+        parked = [waiter.done() for waiter in executor._pool._idle]
+        workers = len(executor._pool._workers)
         probe.release.set()
     assert len(parked) == workers <= 3
     assert not any(parked), "a parked worker's waiter is already done"
@@ -631,5 +631,5 @@ async def test_cancelling_the_caller_of_shutdown_cancels_none_of_the_work() -> N
     probe.release.set()
     await executor.shutdown(wait=True)  # a second call waits for the rest
     assert [await f for f in futures] == [0, 1, 2]
-    assert list(executor._idle) == []
-    assert executor._workers == set()
+    assert list(executor._pool._idle) == []
+    assert executor._pool._workers == set()

@@ -1,0 +1,552 @@
+"""The pool: ``max_workers`` slots, each a long-lived worker coroutine, on raw loop futures.
+
+A worker pops entries from one deque and awaits each item's coroutine inline: no Task, no
+queue object and no lock per item. An entry is an :class:`AsyncFuture` (from ``submit``)
+or a ``(call, place, args)`` tuple, an item of a ``map`` / ``map_iter`` call (see
+_calls), which needs no future of its own. An idle worker parks on a raw future from
+``loop.create_future()``; new work wakes one parked worker when none is already on its
+way, and a woken worker that finds more work wakes the next ones (see wake_worker). The
+loop is single-threaded, so the pool's state lives in plain attributes that change only
+between two awaits.
+
+The pool knows nothing of the public API, of progress bars or metrics. What it asks of a
+call is the small set of attributes and methods listed in :class:`Call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections import deque
+from typing import Any, Final, Protocol
+
+from ._compat import HAS_UNCANCEL, cancelling, create_task, uncancel
+from ._errors import ExecutorShutdownError
+from ._future import CANCELLED, FINISHED, PENDING, RUNNING, AsyncFuture
+from ._options import Options, failure, run_with_options
+from ._stats import ExecutorStats
+
+__all__ = ["CLOSED", "CLOSING", "OPEN", "Call", "Pool"]
+
+_get_running_loop = asyncio._get_running_loop  # C-fast, and returns None outside a loop
+
+# The states of a pool.
+OPEN: Final = 0
+CLOSING: Final = 1  # shut down: no new work; queued work and calls in progress finish
+CLOSED: Final = 2  # every worker has exited
+STATE_NAMES: Final = ("open", "closing", "closed")
+
+# Every how many items a worker lets the loop run other callbacks, so that a stream of
+# items that never suspend cannot starve the loop.
+_YIELD_EVERY: Final = 64
+
+
+class Call(Protocol):
+    """What the worker uses of a map / map_iter call (see _calls._Call)."""
+
+    _fn: Any
+    _opts: Options | None
+    _plain: bool  # one iterable and no options: the entry holds the bare value
+    _single: bool  # one iterable: fn takes the value as its one argument
+    _context: contextvars.Context | None
+    _results: list[Any]  # where the worker puts a result, at the entry's place
+    _in_flight: int
+    _low_water: int
+    _head_pos: int
+
+    def _wake(self) -> None: ...
+    def _item_failed(self, pos: int, exc: BaseException) -> None: ...
+    def abort(self, error: BaseException) -> None: ...
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark what ended a worker as seen: KeyboardInterrupt / SystemExit reach the loop
+    already (and the item's future holds them), so a "never retrieved" log adds nothing."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _Slot:
+    """What one worker runs for a map/map_iter call: the call can cancel it through this."""
+
+    __slots__ = ("_runner", "cancelled", "item")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._runner: asyncio.Task[Any] = task  # what to cancel: the worker, or an item Task
+        self.item: Any = None  # the (call, place, args) entry running now, None between items
+        self.cancelled: asyncio.Task[Any] | None = None  # what the call cancelled, if it did
+
+
+class Pool:
+    """Run queued entries on at most ``max_workers`` worker coroutines of one loop.
+
+    Binds to the running loop on first use. Counters are updated before a future is
+    resolved, so whoever sees a future done sees it counted. ``close`` stops new work;
+    the pool is closed once no worker and no call is left.
+    """
+
+    def __init__(self, max_workers: int, max_pending: int, name: str) -> None:
+        self._max_workers: Final = max_workers
+        self._max_pending: Final = max_pending
+        self._name: Final = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = OPEN
+        self._queue: deque[Any] = deque()  # AsyncFuture or (call, place, args)
+        self._idle: deque[asyncio.Future[None]] = deque()  # parked workers' wake-up futures
+        self._room_waiters: deque[asyncio.Future[None]] = deque()  # waiting for queue room
+        self._workers: set[asyncio.Task[None]] = set()
+        self._slots: dict[asyncio.Task[Any], _Slot] = {}
+        self._full = False  # every slot has a worker
+        self._worker_seq = 0
+        self._waking = 0  # workers woken (or started) that have not looked at the queue yet
+        self._calls: set[Any] = set()  # map / map_iter calls in progress
+        self._drained: asyncio.Future[None] | None = None  # set when the last worker exits
+        # Counters (see ExecutorStats). Queue entries that are dead (futures cancelled
+        # while queued) stay until a worker skips them.
+        self._submitted = 0
+        self._dead = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._retried = 0
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        # Items queued and not started: the queue less its dead entries. Deriving the
+        # count spares the hot path an update per item.
+        return len(self._queue) - self._dead
+
+    @property
+    def running(self) -> int:
+        # Every accepted item is in exactly one state, so the running ones are the rest;
+        # deriving the count spares the hot path two updates per item.
+        return self._submitted - self.pending - self._completed - self._failed - self._cancelled
+
+    def stats(self) -> ExecutorStats:
+        return ExecutorStats(
+            self._submitted,
+            self.pending,
+            self.running,
+            self._completed,
+            self._failed,
+            self._cancelled,
+            self._retried,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{STATE_NAMES[self._state]} max_workers={self._max_workers} "
+            f"workers={len(self._workers)} idle={len(self._idle)} pending={self.pending} "
+            f"running={self.running} calls={len(self._calls)}"
+        )
+
+    def bind(self) -> asyncio.AbstractEventLoop:
+        """Return the running loop, binding to it on first use."""
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("AsyncExecutor must be used from a coroutine on a running loop")
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                "this AsyncExecutor is bound to another event loop (the loop of its first "
+                "use); create one executor per event loop"
+            )
+        return loop
+
+    def check_open(self) -> None:
+        if self._state != OPEN:
+            raise ExecutorShutdownError("cannot schedule new work after shutdown()")
+
+    def count_retry(self) -> None:
+        self._retried += 1
+
+    # -- room (max_pending) ----------------------------------------------------------------
+
+    def check_room(self) -> None:
+        pending = self.pending
+        if pending >= self._max_pending:
+            raise asyncio.QueueFull(
+                f"{pending} items are already waiting (max_pending={self._max_pending}); "
+                "use 'await executor.asubmit(...)' to wait for room"
+            )
+
+    async def wait_for_room(self, accepted: bool = False) -> None:
+        """Wait until fewer than ``max_pending`` items are queued.
+
+        ``accepted`` work (a map call in progress) may go on after shutdown; new work
+        (``asubmit``) raises ExecutorShutdownError instead.
+        """
+        loop = self.bind()
+        while self.pending >= self._max_pending and (accepted or self._state == OPEN):
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._room_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self.on_room()  # a wake-up this waiter cannot use goes to the next one
+                else:
+                    self._room_waiters.remove(waiter)
+                raise
+        if not accepted:
+            self.check_open()
+
+    def on_room(self) -> None:
+        """A pending item left the queue: let one waiter for room go on."""
+        waiters = self._room_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _future_cancelled(self, future: AsyncFuture[Any], queued: bool) -> None:
+        # (FutureOwner) A queued future stays in the queue, dead, until a worker skips it.
+        self._cancelled += 1
+        if queued:
+            self._dead += 1
+            self.on_room()
+
+    # -- workers: wake, start, park ----------------------------------------------------------
+
+    def wake_worker(self) -> bool:
+        """Wake one parked worker, or start one if none is parked and a slot is free.
+
+        At most a few workers are "waking" (woken, not yet running) at a time: a woken
+        worker that still finds items queued wakes the next ones (see _work). Waking one
+        worker per queued item would waste a wake-up on every item that a running worker
+        reaches first, which for short items is nearly all of them.
+        """
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._waking += 1
+                return True
+        if len(self._workers) < self._max_workers:
+            self._start_worker()
+            return True
+        return False
+
+    def _spread(self) -> None:
+        """A worker that has just woken found more work queued: bring in two more, so
+        that a burst reaches the whole pool in a few loop iterations."""
+        if self.wake_worker() and len(self._queue) > 1:
+            self.wake_worker()
+
+    def _start_worker(self) -> None:
+        """Start a worker; it counts as waking until it first looks at the queue."""
+        self._waking += 1
+        loop = self._loop
+        assert loop is not None
+        self._worker_seq += 1
+        # A worker runs in a fresh, empty context, not in a copy of whichever submitter
+        # happened to start it: no request's context variables leak into other requests'
+        # tasks (propagate_context=True gives each task its submitter's context).
+        name = f"{self._name}-worker-{self._worker_seq}"
+        task = create_task(loop, self._work(), name, contextvars.Context())
+        # A worker parked in an executor that the program dropped without shutdown() is
+        # collected with it; that is no error worth a log line (nothing was lost).
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        task.add_done_callback(_retrieve)
+        self._workers.add(task)
+        self._full = len(self._workers) >= self._max_workers
+
+    def _worker_exited(self, task: asyncio.Task[None], replace: bool) -> None:
+        self._workers.discard(task)
+        self._full = False
+        if replace and self._queue and self._state != CLOSED:
+            self._start_worker()
+        else:
+            self._maybe_closed()
+
+    def release_idle_workers(self) -> None:
+        """If nothing is left to feed the queue, wake parked workers so that they exit."""
+        if self._state == OPEN or self._calls or self._queue:
+            return
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._waking += 1
+
+    # -- the worker ----------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        """One slot of the pool: run queued entries one after another until shutdown."""
+        loop = self._loop
+        assert loop is not None
+        task = asyncio.current_task()
+        assert task is not None
+        slot = _Slot(task)
+        self._slots[task] = slot
+        queue = self._queue
+        ran = 0
+        coro: Any = None  # the item's coroutine, kept for failure()
+        item: Any = None
+        # Python 3.10 cannot tell an item's own CancelledError from a cancel of the
+        # worker, so the worker stops on both; then it is replaced if work is left.
+        replace = False
+        self._waking -= 1  # this worker was counted as waking when it was started
+        fresh = True
+        try:
+            while True:
+                if not queue:
+                    if self._state != OPEN and not self._calls:
+                        self.release_idle_workers()  # the others have nothing left either
+                        return
+                    # Suspended between items, a worker must not keep the last item's
+                    # objects alive: finished work is not retained.
+                    item = call = args = coro = result = None
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._idle.append(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        if waiter.done() and not waiter.cancelled():
+                            self._waking -= 1
+                    fresh = True
+                    continue
+                item = queue.popleft()
+                if fresh:
+                    # Just woken (or started), and work is left: bring in more workers.
+                    # Every enqueue wakes a worker when none is waking, so only a worker
+                    # that has just woken needs to look.
+                    fresh = False
+                    if queue and (self._idle or not self._full):
+                        self._spread()
+                # The two kinds of entry are run by two branches that mirror each other
+                # (call, await, settle the outcome) on purpose: a shared helper would
+                # cost a call or a coroutine per item on the hottest path of the library.
+                if type(item) is tuple:
+                    # -- an item of a map / map_iter call ------------------------------
+                    call, pos, args = item
+                    slot.item = item
+                    if self._room_waiters:
+                        self.on_room()
+                    try:
+                        if call._plain:
+                            # No options, one iterable: the call fed the bare value.
+                            coro = call._fn(args)
+                            result = await coro  # not awaitable: see failure()
+                        elif call._opts is None:
+                            coro = call._fn(*args)
+                            result = await coro
+                        else:
+                            result = await run_with_options(
+                                call._fn,
+                                (args,) if call._single else args,
+                                None,
+                                call._opts,
+                                call._context,
+                                slot,
+                                self.count_retry,
+                                give_back=True,
+                            )
+                    except asyncio.CancelledError:
+                        if not self._slot_cancelled(slot, task):
+                            replace = not HAS_UNCANCEL
+                            raise
+                    except (KeyboardInterrupt, SystemExit) as exc:
+                        self._slot_failed(slot, exc)
+                        raise
+                    except BaseException as exc:
+                        self._slot_failed(slot, failure(exc, call._fn, coro))
+                        coro = None
+                    else:
+                        if slot.item is item:
+                            slot.item = None
+                            self._completed += 1
+                            # Hand the result over in place (see _calls: a list for map,
+                            # a ring of window places for map_iter).
+                            call._results[pos] = result
+                            call._in_flight -= 1
+                            if call._in_flight <= call._low_water or pos == call._head_pos:
+                                call._wake()
+                        elif slot.cancelled is not None:
+                            self._slot_cancelled(slot, task)  # it swallowed our cancel
+                else:
+                    # -- a submitted AsyncFuture ----------------------------------------
+                    if item._state != PENDING:  # cancelled while queued: a dead entry
+                        self._dead -= 1
+                        continue
+                    item._state = RUNNING
+                    item._runner = task
+                    if self._room_waiters:
+                        self.on_room()
+                    try:
+                        if item._opts is None:
+                            fn = item._fn
+                            kwargs = item._kwargs
+                            coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
+                            result = await coro  # not awaitable: see failure()
+                        else:
+                            result = await run_with_options(
+                                item._fn,
+                                item._args,
+                                item._kwargs,
+                                item._opts,
+                                item._context,
+                                item,
+                                self.count_retry,
+                            )
+                    except asyncio.CancelledError:
+                        if not self._item_cancelled(item, task):
+                            replace = not HAS_UNCANCEL
+                            raise
+                    except (KeyboardInterrupt, SystemExit) as exc:
+                        self._item_failed(item, exc)
+                        raise
+                    except BaseException as exc:
+                        self._item_failed(item, failure(exc, item._fn, coro))
+                        coro = None
+                    else:
+                        if item._state == RUNNING:
+                            self._completed += 1
+                            item._state = FINISHED
+                            item._result = result
+                            item._fn = item._args = item._kwargs = item._runner = None
+                            if item._listeners is not None:
+                                item._ended()
+                        elif item._runner is task:
+                            # Cancelled while it ran, but it swallowed the CancelledError.
+                            uncancel(task)
+                ran += 1
+                if ran == _YIELD_EVERY:
+                    ran = 0
+                    item = call = args = coro = result = None  # as when parking, above
+                    await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            # The worker itself was cancelled (loop teardown): its item ends cancelled.
+            if type(item) is not tuple and item is not None:
+                if item._state == RUNNING:
+                    item._runner = None
+                    item.cancel()
+            elif slot.item is not None:
+                self._slot_ended_cancelled(slot)
+            raise
+        finally:
+            del self._slots[task]
+            self._worker_exited(task, replace)
+
+    # -- an outcome off the fast path: cancelled or failed -------------------------------
+
+    def _item_cancelled(self, item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:
+        """Settle a CancelledError out of an item; return False if the worker must stop."""
+        if item._state == CANCELLED and item._runner is task:
+            # Our own cancel, sent by item.cancel(): consume it. A cancel from outside
+            # (loop teardown) may have come too; then the worker stops as asked.
+            return uncancel(task) == 0
+        # The item raised CancelledError itself, or the worker was cancelled from
+        # outside while the item ran (3.10 cannot tell these apart, see _work).
+        outside = cancelling(task) > 0
+        if item._state == RUNNING:
+            item._runner = None
+            item.cancel()
+        return not outside
+
+    def _item_failed(self, item: AsyncFuture[Any], exc: BaseException) -> None:
+        if item._state == RUNNING:
+            self._failed += 1
+            item._set_exception(exc)
+
+    def _slot_cancelled(self, slot: _Slot, task: asyncio.Task[Any]) -> bool:
+        """Like _item_cancelled, for a call item."""
+        cancelled = slot.cancelled
+        if cancelled is not None:
+            slot.cancelled = None
+            # Only a cancel of the worker itself needs undoing (not one of an item Task).
+            return cancelled is not task or uncancel(task) == 0
+        outside = cancelling(task) > 0
+        if slot.item is not None:
+            self._slot_ended_cancelled(slot)
+        return not outside
+
+    def _slot_ended_cancelled(self, slot: _Slot) -> None:
+        call, pos, _ = slot.item
+        slot.item = None
+        self._cancelled += 1
+        call._item_failed(pos, asyncio.CancelledError())
+
+    def _slot_failed(self, slot: _Slot, exc: BaseException) -> None:
+        item = slot.item
+        if item is not None:
+            slot.item = None
+            self._failed += 1
+            call, pos, _ = item
+            call._item_failed(pos, exc)
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def end_call(self, call: Call) -> None:
+        """A map/map_iter call ends: cancel its running items, drop its queued ones."""
+        for slot in self._slots.values():
+            item = slot.item
+            if item is not None and item[0] is call:
+                slot.item = None
+                slot.cancelled = slot._runner
+                self._cancelled += 1
+                slot._runner.cancel()
+        # Drop its queued entries now (in place: workers hold the deque), so that their
+        # inputs are freed at once; they count as cancelled.
+        queue = self._queue
+        if queue:
+            kept = [entry for entry in queue if type(entry) is not tuple or entry[0] is not call]
+            queued = len(queue) - len(kept)
+            if queued:
+                queue.clear()
+                queue.extend(kept)
+                self._cancelled += queued
+                for _ in range(min(queued, len(self._room_waiters))):
+                    self.on_room()
+        self._calls.discard(call)
+        if self._state == CLOSING:
+            self.release_idle_workers()
+            self._maybe_closed()
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close(self, cancel_futures: bool) -> None:
+        """Stop accepting work; with ``cancel_futures`` drop every entry not started."""
+        if self._state == OPEN:
+            self._state = CLOSING
+            for room_waiter in self._room_waiters:
+                if not room_waiter.done():
+                    room_waiter.set_result(None)  # they will see the pool closed
+        if cancel_futures:
+            error = ExecutorShutdownError("the executor was shut down with cancel_futures=True")
+            for call in list(self._calls):
+                call.abort(error)  # each call takes its entries out of the queue
+            queue = self._queue
+            for future in list(queue):  # (a cancel's listeners must not see it change)
+                if future._state == PENDING:
+                    future.cancel()
+            queue.clear()  # all dead now
+            self._dead = 0
+        elif self._queue and not self._workers and self._loop is not None:
+            # Queued work and no worker left (they were cancelled from outside): start
+            # one, or the queued futures would never end.
+            self.wake_worker()
+        self.release_idle_workers()
+        self._maybe_closed()
+
+    async def drained(self) -> None:
+        """Return once a closing pool has no worker and no call left."""
+        if self._state == CLOSING:
+            loop = self.bind()
+            if self._drained is None:
+                self._drained = loop.create_future()
+            await asyncio.shield(self._drained)
+
+    def _maybe_closed(self) -> None:
+        """Mark a closing pool closed once no worker and no call is left."""
+        if self._state == CLOSING and not self._workers and not self._calls:
+            self._state = CLOSED
+            drained = self._drained
+            if drained is not None and not drained.done():
+                drained.set_result(None)
