@@ -6,6 +6,7 @@ aiomultiprocess and Dask with a task per item.
     python perf/scaleout.py --list           # the contenders and the sizes that would run
     python perf/scaleout.py --scale          # the arithmetic of docs/cluster.md, measured
     BENCH_QUICK=1 python perf/scaleout.py    # small sizes (under a minute): the smoke test
+    python perf/scaleout.py --publish        # full run, then copy its tables into the docs
 
 Two workloads: CPU+I/O items (~150 µs of pure-Python work, calibrated here at start, then
 ``await asyncio.sleep(0.001)``), reported in items per second, and no-op items, reported in
@@ -772,6 +773,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", action="store_true", help="run the --scale measurements instead")
     p.add_argument("--list", action="store_true", help="print what would run, then exit")
     p.add_argument("--quick", action="store_true", help="small sizes (same as BENCH_QUICK=1)")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="after a full, successful run of everything: copy its tables into perf/README.md "
+        "and docs/cluster.md (--scale: into docs/cluster.md) and its chart to "
+        "perf/scaleout-latest.png",
+    )
     p.add_argument("--timeout", type=float, help="seconds per contender (600; 120 when quick)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--spins", type=int, help=argparse.SUPPRESS)
@@ -814,6 +822,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{job:16} {label}: {what}")
         return 0
 
+    if args.publish and (quick or args.contender):
+        raise SystemExit("--publish needs a full run of every contender (no --quick, no filter)")
     timeout = args.timeout or (120.0 if quick else 600.0)
     started = time.perf_counter()
     meta: dict[str, Any] = {
@@ -866,7 +876,39 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
+    if args.publish:
+        publish(text, scale=args.scale)
     return 0
+
+
+def _replace_between(path: Path, marker: str, body: str) -> None:
+    """Replace what lies between ``<!-- marker:begin -->`` and ``<!-- marker:end -->``."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    text = path.read_text(encoding="utf-8")
+    head, found, rest = text.partition(begin)
+    _, found_end, tail = rest.partition(end)
+    if not found or not found_end:
+        raise SystemExit(f"{path}: no {begin} ... {end} block to publish into")
+    path.write_text(f"{head}{begin}\n{body.strip()}\n{end}{tail}", encoding="utf-8")
+
+
+def publish(text: str, *, scale: bool) -> None:
+    """Copy a full run's report (without its title) into the docs, and its chart."""
+    body = text.split("\n", 2)[2] if text.startswith("# ") else text
+    if scale:
+        _replace_between(ROOT / "docs" / "cluster.md", "scale", body)
+        print("published into docs/cluster.md")
+        return
+    chart_file = RESULTS / "scaleout.png"
+    if chart_file.exists():
+        (PERF / "scaleout-latest.png").write_bytes(chart_file.read_bytes())
+        readme_chart = "\n\n![scale-out chart](scaleout-latest.png)"
+        docs_chart = "\n\n![scale-out chart](../perf/scaleout-latest.png)"
+    else:
+        readme_chart = docs_chart = ""
+    _replace_between(PERF / "README.md", "scaleout", body + readme_chart)
+    _replace_between(ROOT / "docs" / "cluster.md", "scaleout", body + docs_chart)
+    print("published into perf/README.md and docs/cluster.md (chart: perf/scaleout-latest.png)")
 
 
 if __name__ == "__main__":
