@@ -125,6 +125,7 @@ class Measurement:
     non_2xx: int
     offered_rps: float | None = None  # h2load: the arrival rate asked for
     note: str = ""
+    latencies_ms: list[float] = dataclasses.field(default_factory=list, repr=False)  # h2load
 
     @property
     def failed(self) -> bool:
@@ -232,6 +233,28 @@ def h2load_measurement(stdout: str, log_text: str, offered_rps: float) -> Measur
         non_2xx=responses - summary["2xx"],
         offered_rps=offered_rps,
         note=note,
+        latencies_ms=ok,
+    )
+
+
+def pooled(parts: Sequence[Measurement]) -> Measurement:
+    """Several h2load runs at one rate as one: their latencies pooled, their counts summed."""
+    ok = sorted(x for m in parts for x in m.latencies_ms)
+    seconds = sum(m.seconds for m in parts)
+    notes = sorted({m.note for m in parts if m.note})
+    return Measurement(
+        tool="h2load",
+        requests=len(ok),
+        seconds=seconds,
+        rps=statistics.fmean(m.rps for m in parts),
+        p50_ms=percentile(ok, 50) if ok else None,
+        p99_ms=percentile(ok, 99) if ok else None,
+        p999_ms=percentile(ok, 99.9) if ok else None,
+        errors=sum(m.errors for m in parts),
+        non_2xx=sum(m.non_2xx for m in parts),
+        offered_rps=parts[0].offered_rps,
+        note="; ".join(notes),
+        latencies_ms=ok,
     )
 
 
@@ -352,6 +375,17 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start; see {self.log_path.relative_to(ROOT)}")
 
+    def wait_idle(self, timeout: float = 15.0) -> None:
+        """Until the app serves no request: what a warm-up left behind must not be measured."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = http("GET", f"{self.url}/health", timeout=5.0)
+            if status == 200 and body.get("in_flight") == 0:
+                time.sleep(0.2)
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} was still busy {timeout:.0f} s after its warm-up")
+
     def stop(self) -> None:
         stop_process(self.proc)
         self.log.close()
@@ -405,13 +439,10 @@ def peer_python(quick: bool, policy: str) -> tuple[str | None, str]:
     """antflow 0.10.0's interpreter (its environment made when missing), or None and why."""
     py = PEER_VENV / "bin" / "python"
     if policy in ("0", "no", "never", "off"):
-        return None, "LOADTEST_PEER=0: antflow 0.10.0 skipped"
+        return None, "LOADTEST_PEER=0"
+    if quick and policy == "auto":  # it would not fit in the quick run's minute
+        return None, "not run in quick runs (LOADTEST_PEER=1 runs it)"
     if not (PEER_STAMP.exists() and py.exists()):
-        if quick and policy == "auto":
-            return None, (
-                "antflow 0.10.0 skipped in quick runs (its environment "
-                f"{PEER_VENV.relative_to(ROOT)} is made by a full run, or LOADTEST_PEER=1)"
-            )
         print(f"making {PEER_VENV.relative_to(ROOT)}: pip install {' '.join(PEER_PACKAGES)}")
         try:
             subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True, timeout=300)
@@ -421,7 +452,7 @@ def peer_python(quick: bool, policy: str) -> tuple[str | None, str]:
             )  # fmt: skip
             PEER_STAMP.touch()
         except (OSError, subprocess.SubprocessError) as exc:
-            return None, f"antflow 0.10.0 skipped: its environment could not be made ({exc})"
+            return None, f"its environment could not be made ({exc})"
     return str(py), ""
 
 
@@ -433,9 +464,11 @@ def peer_python(quick: bool, policy: str) -> tuple[str | None, str]:
 @dataclasses.dataclass
 class Settings:
     quick: bool
-    duration: float  # seconds per measurement
-    warmup: float  # seconds of wrk before each saturation measurement, not recorded
-    rounds: int  # saturation measurements per contender (median reported)
+    duration: float  # seconds per measurement (one round of one contender)
+    warmup: float  # seconds of wrk before the first measurement of each app, not recorded
+    rounds: int  # saturation rounds: every contender once per round (medians reported)
+    fixed_rounds: int  # rounds at each fixed rate (latencies pooled)
+    mixed_duration: float  # seconds of the mixed case's measurement
     connections: int  # wrk's connections at saturation
     rates: tuple[float, ...]  # offered rates, as fractions of the baseline's saturation
     mixed_rate: float  # the mixed case's offered rate, as a fraction of the same
@@ -516,24 +549,40 @@ def check_app(contender: Contender, info: dict[str, Any], url: str) -> None:
 @dataclasses.dataclass
 class Outcome:
     contender: Contender
-    saturation: list[Measurement] = dataclasses.field(default_factory=list)
-    fixed: list[Measurement] = dataclasses.field(default_factory=list)
+    saturation_rounds: list[tuple[int, Measurement]] = dataclasses.field(default_factory=list)
+    fixed_rounds: dict[float, list[Measurement]] = dataclasses.field(default_factory=dict)
     mixed: Measurement | None = None
     background: dict[str, Any] = dataclasses.field(default_factory=dict)
     error: str = ""
     skipped: str = ""
 
     @property
+    def saturation(self) -> list[Measurement]:
+        return [m for _, m in self.saturation_rounds]
+
+    @property
     def saturation_rps(self) -> float | None:
         values = [m.rps for m in self.saturation]
         return statistics.median(values) if values else None
 
+    @property
+    def fixed(self) -> dict[float, Measurement]:
+        return {f: pooled(parts) for f, parts in self.fixed_rounds.items() if parts}
+
     def failures(self) -> list[str]:
         out = [self.error] if self.error else []
-        for m in [*self.saturation, *self.fixed, *([self.mixed] if self.mixed else [])]:
+        runs = [m for parts in self.fixed_rounds.values() for m in parts]
+        for m in [*self.saturation, *runs, *([self.mixed] if self.mixed else [])]:
             if m.failed:
                 out.append(f"{m.tool}: {m.errors} errors, {m.non_2xx} non-2xx, {m.requests} ok")
         return out
+
+
+def paired_ratio(a: Outcome, b: Outcome) -> float | None:
+    """The median over rounds of a's requests/s divided by b's in the same round."""
+    b_by_round = dict(b.saturation_rounds)
+    ratios = [m.rps / b_by_round[r].rps for r, m in a.saturation_rounds if r in b_by_round]
+    return statistics.median(ratios) if ratios else None
 
 
 class Run:
@@ -577,34 +626,59 @@ class Run:
         )
         with running(self.downstream):
             self.downstream.wait_ready()
-            self.saturation_phase()
-            self.fixed_phase()
+            # One app per contender for the saturation and fixed-rate rounds, all started at
+            # once: an idle app costs nothing, and rounds can alternate between contenders.
+            with contextlib.ExitStack() as stack:
+                apps: dict[str, Server] = {}
+                for outcome in self.live():
+                    c = outcome.contender
+                    try:
+                        apps[c.key] = stack.enter_context(running(self.app(c, "rounds")))
+                        self.warm_up(apps[c.key], c)
+                    except Exception as exc:
+                        self.fail(outcome, "start", exc)
+                self.saturation_phase(apps)
+                self.fixed_phase(apps)
             self.mixed_phase()
+
+    def warm_up(self, app: Server, c: Contender) -> None:
+        log = LOGS / f"wrk-{c.key}-warmup-{app.name}.log"
+        wrk_run(f"{app.url}/fanout/{c.mode}", self.s.warmup, self.s.connections,
+                self.wrk_script, log)  # fmt: skip
+        app.wait_idle()
+
+    def fail(self, outcome: Outcome, phase: str, exc: Exception) -> None:
+        outcome.error = f"{phase}: {exc}"
+        self.say(f"  {outcome.contender.label}: FAILED ({phase}) {exc}")
 
     def live(self) -> list[Outcome]:
         return [o for o in self.outcomes.values() if not (o.error or o.skipped)]
 
-    def saturation_phase(self) -> None:
+    def rotation(self, round_no: int) -> list[Outcome]:
+        """The contenders in a different order each round, so none is always first."""
+        live = self.live()
+        k = round_no % len(live) if live else 0
+        return live[k:] + live[:k]
+
+    def saturation_phase(self, apps: dict[str, Server]) -> None:
         s = self.s
         for round_no in range(s.rounds):
-            order = self.live() if round_no % 2 == 0 else self.live()[::-1]
-            for outcome in order:
+            for outcome in self.rotation(round_no):
                 c = outcome.contender
                 try:
-                    with running(self.app(c, "saturation")) as app:
-                        url = f"{app.url}/fanout/{c.mode}"
-                        warm = LOGS / f"wrk-{c.key}-warmup.log"
-                        wrk_run(url, s.warmup, s.connections, self.wrk_script, warm)
-                        log = LOGS / f"wrk-{c.key}-{round_no}.log"
-                        m = wrk_run(url, s.duration, s.connections, self.wrk_script, log)
+                    app = apps[c.key]
+                    log = LOGS / f"wrk-{c.key}-{round_no}.log"
+                    m = wrk_run(f"{app.url}/fanout/{c.mode}", s.duration, s.connections,
+                                self.wrk_script, log)  # fmt: skip
+                    outcome.saturation_rounds.append((round_no, m))
+                    app.wait_idle()  # what the last connections left behind is not the next's
                 except Exception as exc:
-                    outcome.error = f"saturation: {exc}"
-                    self.say(f"  {c.label}: FAILED {exc}")
+                    self.fail(outcome, "saturation", exc)
                     continue
-                outcome.saturation.append(m)
                 self.say(
-                    f"  saturation {c.label:<20} {m.rps:8.1f} req/s  p99 {fmt_ms(m.p99_ms)}"
-                    f"  errors {m.errors} non-2xx {m.non_2xx}"
+                    f"  round {round_no + 1}/{s.rounds} saturation {c.label:<20} "
+                    f"{m.rps:7.1f} req/s  p99 {fmt_ms(m.p99_ms)}  errors {m.errors} "
+                    f"non-2xx {m.non_2xx}"
                 )
 
     def baseline_rps(self) -> float | None:
@@ -615,30 +689,31 @@ class Run:
             rps = min(rates) if rates else None
         return rps
 
-    def fixed_phase(self) -> None:
+    def fixed_phase(self, apps: dict[str, Server]) -> None:
         base = self.baseline_rps()
         if not base:
             return
         s = self.s
-        for outcome in self.live():
-            c = outcome.contender
-            try:
-                with running(self.app(c, "fixed")) as app:
-                    url = f"{app.url}/fanout/{c.mode}"
-                    wrk_run(url, s.warmup, s.connections, self.wrk_script,
-                            LOGS / f"wrk-{c.key}-fixed-warmup.log")  # fmt: skip
-                    for fraction in s.rates:
-                        log = LOGS / f"h2load-{c.key}-{round(fraction * 100)}.log"
-                        m = H2load(url, base * fraction, s.duration, 10.0, log).result()
-                        outcome.fixed.append(m)
-                        self.say(
-                            f"  {round(fraction * 100):>3}% rate {c.label:<20} "
-                            f"{m.rps:7.1f}/s  p50 {fmt_ms(m.p50_ms)}  p99 {fmt_ms(m.p99_ms)}"
-                            f"  p99.9 {fmt_ms(m.p999_ms)}  errors {m.errors} non-2xx {m.non_2xx}"
-                        )
-            except Exception as exc:
-                outcome.error = f"fixed rate: {exc}"
-                self.say(f"  {c.label}: FAILED {exc}")
+        for fraction in s.rates:
+            for round_no in range(s.fixed_rounds):
+                for outcome in self.rotation(round_no):
+                    c = outcome.contender
+                    try:
+                        app = apps[c.key]
+                        tag = f"{c.key}-{round(fraction * 100)}-{round_no}"
+                        h2 = H2load(f"{app.url}/fanout/{c.mode}", base * fraction, s.duration,
+                                    10.0, LOGS / f"h2load-{tag}.log")  # fmt: skip
+                        m = h2.result()
+                        outcome.fixed_rounds.setdefault(fraction, []).append(m)
+                        app.wait_idle()
+                    except Exception as exc:
+                        self.fail(outcome, f"{fraction:.0%} rate", exc)
+                        continue
+                    self.say(
+                        f"  round {round_no + 1}/{s.fixed_rounds} {fraction:4.0%} rate "
+                        f"{c.label:<20} {m.rps:6.1f}/s  p50 {fmt_ms(m.p50_ms)}  p99 "
+                        f"{fmt_ms(m.p99_ms)}  errors {m.errors} non-2xx {m.non_2xx}"
+                    )
 
     def mixed_phase(self) -> None:
         base = self.baseline_rps()
@@ -646,9 +721,11 @@ class Run:
             return
         s = self.s
         ramp = 0.5
-        # The background must outlast the measurement: its size is what the pool can do in
-        # (ramp + duration) at the baseline's saturation rate, plus a half.
-        n = max(2_000, math.ceil(base * FANOUT * (ramp + s.duration) * 1.5))
+        # The background must outlast the measurement: its size is 2.5 times what the pool did
+        # in (ramp + duration) at the best saturation rate (a background call costs the app
+        # less than a call made for a request, and the machine's speed drifts).
+        best = max([o.saturation_rps or 0.0 for o in self.live()] + [base])
+        n = max(2_000, math.ceil(best * FANOUT * (ramp + s.mixed_duration) * 2.5))
         self.mixed_background_n = n
         self.mixed_offered = base * s.mixed_rate
         for outcome in self.live():
@@ -659,8 +736,7 @@ class Run:
             try:
                 with running(self.app(c, "mixed")) as app:
                     url = f"{app.url}/fanout/{c.mode}"
-                    wrk_run(url, s.warmup, s.connections, self.wrk_script,
-                            LOGS / f"wrk-{c.key}-mixed-warmup.log")  # fmt: skip
+                    self.warm_up(app, c)
                     status, _ = http("POST", f"{app.url}/background/{c.mode}?n={n}")
                     if status != 202:
                         raise RuntimeError(f"POST /background answered {status}")
@@ -669,10 +745,10 @@ class Run:
                     t0 = time.monotonic()
                     # A request may wait for the whole background (FIFO semaphore): patience
                     # covers that, plus a margin; beyond it, a request counts as an error.
-                    patience = ramp + s.duration * 3 + 20
+                    patience = ramp + s.mixed_duration * 3 + 20
                     log = LOGS / f"h2load-{c.key}-mixed.log"
-                    h2 = H2load(url, self.mixed_offered, s.duration, patience, log)
-                    time.sleep(s.duration)
+                    h2 = H2load(url, self.mixed_offered, s.mixed_duration, patience, log)
+                    time.sleep(s.mixed_duration)
                     _, after = http("GET", f"{app.url}/background")
                     elapsed = time.monotonic() - t0
                     m, h2 = h2.result(), None
@@ -693,8 +769,7 @@ class Run:
                         f" calls/s  errors {m.errors} non-2xx {m.non_2xx}"
                     )
             except Exception as exc:
-                outcome.error = f"mixed: {exc}"
-                self.say(f"  {c.label}: FAILED {exc}")
+                self.fail(outcome, "mixed", exc)
             finally:
                 if h2 is not None:
                     h2.abandon()
@@ -721,31 +796,33 @@ def targets(run: Run) -> list[dict[str, Any]]:
     af, gs = run.outcomes.get("antflow"), run.outcomes.get(BASELINE)
     if not (af and gs):
         return out
+    ratio = paired_ratio(af, gs)
     a_rps, g_rps = af.saturation_rps, gs.saturation_rps
-    ratio = a_rps / g_rps if a_rps and g_rps else None
+    medians = f"; medians {a_rps:.0f} / {g_rps:.0f} req/s" if a_rps and g_rps else ""
     out.append({
-        "target": "saturation requests/s, antflow / gather+Semaphore",
+        "target": "saturation requests/s, antflow / gather+Semaphore "
+        "(median of the per-round ratios)",
         "goal": "≥ 1.2",
-        "measured": f"{ratio:.2f} ({a_rps:.0f} / {g_rps:.0f})" if ratio else "-",
+        "measured": f"{ratio:.2f}{medians}" if ratio else "-",
         "met": ratio is not None and ratio >= 1.2,
     })  # fmt: skip
-    fa = next((m for f, m in zip(run.s.rates, af.fixed, strict=False) if abs(f - 0.7) < 1e-9), None)
-    fg = next((m for f, m in zip(run.s.rates, gs.fixed, strict=False) if abs(f - 0.7) < 1e-9), None)
-    ok = fa is not None and fg is not None and fa.p99_ms is not None and fg.p99_ms is not None
+    fa, fg = af.fixed.get(0.7), gs.fixed.get(0.7)
+    a99 = fa.p99_ms if fa else None
+    g99 = fg.p99_ms if fg else None
     out.append({
         "target": "p99 at 70% of gather+Semaphore's saturation rate, antflow vs gather+Semaphore",
         "goal": "antflow ≤ gather",
-        "measured": f"{fmt_ms(fa.p99_ms)} vs {fmt_ms(fg.p99_ms)}" if ok else "-",  # type: ignore[union-attr]
-        "met": ok and fa.p99_ms <= fg.p99_ms,  # type: ignore[union-attr,operator]
+        "measured": f"{fmt_ms(a99)} vs {fmt_ms(g99)}" if a99 and g99 else "-",
+        "met": a99 is not None and g99 is not None and a99 <= g99,
     })  # fmt: skip
-    ma, mg = af.mixed, gs.mixed
-    ok = bool(ma and mg and ma.p99_ms is not None and mg.p99_ms is not None)
+    m99 = af.mixed.p99_ms if af.mixed else None
+    n99 = gs.mixed.p99_ms if gs.mixed else None
     out.append({
         "target": "mixed case: the fan-out's p99 beside a large background map, "
         "antflow vs gather+Semaphore",
         "goal": "antflow ≤ ½ gather",
-        "measured": f"{fmt_ms(ma.p99_ms)} vs {fmt_ms(mg.p99_ms)}" if ok else "-",  # type: ignore[union-attr]
-        "met": ok and ma.p99_ms <= mg.p99_ms / 2,  # type: ignore[union-attr,operator]
+        "measured": f"{fmt_ms(m99)} vs {fmt_ms(n99)}" if m99 and n99 else "-",
+        "met": m99 is not None and n99 is not None and m99 <= n99 / 2,
     })  # fmt: skip
     return out
 
@@ -764,19 +841,27 @@ def report(run: Run, notes: list[str], started: float) -> str:
         "",
         f"App: Starlette on uvicorn (uvloop, 1 worker); each request = {FANOUT} downstream "
         f"calls of {s.delay * 1000:g} ms; limit {s.max_workers} calls in flight per process. "
-        f"{s.duration:g} s per measurement.",
+        f"Rounds of {s.duration:g} s, the contenders taking turns within each round (in a "
+        "rotating order) so that the machine's drift falls on all of them alike.",
         "",
-        f"### Saturation (wrk, {s.connections} connections, keep-alive; median of "
-        f"{s.rounds} run{'s' if s.rounds > 1 else ''})",
+        f"### Saturation (wrk, {s.connections} keep-alive connections, {s.rounds} rounds)",
         "",
-        "| contender | requests/s | p50 | p99 | p99.9 | errors | non-2xx |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "requests/s is the median over the rounds; p50 / p99 / p99.9 are those of the median "
+        "round (closed loop: they show the queue inside the app at saturation).",
+        "",
+        "| contender | requests/s | min - max | / gather+Semaphore (paired) | p50 | p99 | p99.9 "
+        "| errors | non-2xx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    gather = run.outcomes.get(BASELINE)
     for o in run.outcomes.values():
         if o.saturation:
             m = sorted(o.saturation, key=lambda x: x.rps)[len(o.saturation) // 2]
+            rates = [x.rps for x in o.saturation]
+            ratio = paired_ratio(o, gather) if gather else None
             lines.append(
-                f"| {o.contender.label} | {o.saturation_rps:.0f} | {fmt_ms(m.p50_ms)} | "
+                f"| {o.contender.label} | {o.saturation_rps:.0f} | {min(rates):.0f} - "
+                f"{max(rates):.0f} | {f'{ratio:.2f}' if ratio else '-'} | {fmt_ms(m.p50_ms)} | "
                 f"{fmt_ms(m.p99_ms)} | {fmt_ms(m.p999_ms)} | "
                 f"{sum(x.errors for x in o.saturation)} | {sum(x.non_2xx for x in o.saturation)} |"
             )
@@ -786,27 +871,28 @@ def report(run: Run, notes: list[str], started: float) -> str:
             "",
             "### Fixed offered rates (h2load, open loop: one new connection per request)",
             "",
-            f"Rates are fractions of gather+Semaphore's saturation rate ({base:.0f} req/s).",
+            f"Rates are fractions of gather+Semaphore's saturation rate ({base:.0f} req/s); "
+            f"{s.fixed_rounds} rounds per rate, their latencies pooled.",
             "",
-            "| contender | rate | offered req/s | arrived req/s | p50 | p99 | p99.9 | errors "
-            "| non-2xx | note |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| contender | rate | offered req/s | arrived req/s | responses | p50 | p99 | p99.9 "
+            "| errors | non-2xx | note |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
-        for fraction_index, fraction in enumerate(s.rates):
+        for fraction in s.rates:
             for o in run.outcomes.values():
-                if fraction_index < len(o.fixed):
-                    m = o.fixed[fraction_index]
+                m = o.fixed.get(fraction)
+                if m is not None:
                     lines.append(
                         f"| {o.contender.label} | {fraction:.0%} | {m.offered_rps:.0f} | "
-                        f"{m.rps:.0f} | {fmt_ms(m.p50_ms)} | {fmt_ms(m.p99_ms)} | "
+                        f"{m.rps:.0f} | {m.requests} | {fmt_ms(m.p50_ms)} | {fmt_ms(m.p99_ms)} | "
                         f"{fmt_ms(m.p999_ms)} | {m.errors} | {m.non_2xx} | {m.note} |"
                     )
     if any(o.mixed for o in run.outcomes.values()):
         lines += [
             "",
             f"### Mixed case: a background fan-out of {run.mixed_background_n:,} calls on the "
-            f"same pool, the fan-out endpoint at {run.mixed_offered:.0f} req/s (h2load, open "
-            "loop)",
+            f"same pool, the fan-out endpoint at {run.mixed_offered:.0f} req/s for "
+            f"{s.mixed_duration:g} s (h2load, open loop; a fresh app per contender)",
             "",
             "| contender | p50 | p99 | p99.9 | background calls/s | background ran throughout "
             "| errors | non-2xx |",
@@ -838,12 +924,21 @@ def report(run: Run, notes: list[str], started: float) -> str:
     if notes or skipped or failed:
         lines += ["", "Notes:", ""]
         lines += [f"- {n}" for n in notes]
-        lines += [f"- skipped, {n}" for n in skipped]
+        lines += [f"- skipped: {n}" for n in skipped]
         lines += [f"- FAILED, {n}" for n in failed]
     return "\n".join(lines) + "\n"
 
 
+def as_json(m: Measurement | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    out = dataclasses.asdict(m)
+    del out["latencies_ms"]  # the raw samples stay in the h2load logs
+    return out
+
+
 def summary_json(run: Run, notes: list[str]) -> dict[str, Any]:
+    gather = run.outcomes.get(BASELINE)
     return {
         "settings": dataclasses.asdict(run.s),
         "machine": machine(),
@@ -853,12 +948,17 @@ def summary_json(run: Run, notes: list[str]) -> dict[str, Any]:
             key: {
                 "label": o.contender.label,
                 "saturation_rps": o.saturation_rps,
-                "saturation": [dataclasses.asdict(m) for m in o.saturation],
-                "fixed": [
-                    dict(dataclasses.asdict(m), fraction=f)
-                    for f, m in zip(run.s.rates, o.fixed, strict=False)
+                "saturation_ratio_to_gather": paired_ratio(o, gather) if gather else None,
+                "saturation_rounds": [
+                    dict(as_json(m) or {}, round=r) for r, m in o.saturation_rounds
                 ],
-                "mixed": dataclasses.asdict(o.mixed) if o.mixed else None,
+                "fixed": [dict(as_json(m) or {}, fraction=f) for f, m in o.fixed.items()],
+                "fixed_rounds": [
+                    dict(as_json(m) or {}, fraction=f)
+                    for f, parts in o.fixed_rounds.items()
+                    for m in parts
+                ],
+                "mixed": as_json(o.mixed),
                 "background": o.background,
                 "error": o.error,
                 "skipped": o.skipped,
@@ -891,11 +991,11 @@ def chart(run: Run, path: Path) -> str | None:
     ax.tick_params(axis="x", labelrotation=20)
     ax = axes[1]
     for o, color in zip(outcomes, colors, strict=True):
-        points = [(m.offered_rps, m.p99_ms) for m in o.fixed if m.p99_ms is not None]
+        points = [(m.offered_rps, m.p99_ms) for m in o.fixed.values() if m.p99_ms is not None]
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, "o-", color=color, label=f"{o.contender.label} p99")
-        points = [(m.offered_rps, m.p50_ms) for m in o.fixed if m.p50_ms is not None]
+        points = [(m.offered_rps, m.p50_ms) for m in o.fixed.values() if m.p50_ms is not None]
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, "x:", color=color, alpha=0.6)
@@ -930,12 +1030,14 @@ def chart(run: Run, path: Path) -> str | None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     quick = args.quick
-    duration = args.duration or float(os.environ.get("LOADTEST_DURATION", 3 if quick else 8))
+    duration = args.duration or float(os.environ.get("LOADTEST_DURATION", 2 if quick else 4))
     return Settings(
         quick=quick,
         duration=duration,
         warmup=1.0 if quick else 2.0,
-        rounds=args.rounds or (1 if quick else 2),
+        rounds=args.rounds or (2 if quick else 5),
+        fixed_rounds=2 if quick else 3,
+        mixed_duration=duration if quick else 2 * duration,
         connections=args.connections,
         rates=(0.7,) if quick else (0.3, 0.5, 0.7, 0.9),
         mixed_rate=0.1,
@@ -953,8 +1055,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", default=None,
                         help="short runs (also LOADTEST_QUICK=1): under a minute")  # fmt: skip
-    parser.add_argument("--duration", type=float, help="seconds per measurement (3 quick, 8)")
-    parser.add_argument("--rounds", type=int, help="saturation runs per contender (1 quick, 2)")
+    parser.add_argument("--duration", type=float, help="seconds per round (2 quick, 4)")
+    parser.add_argument("--rounds", type=int, help="saturation rounds (2 quick, 5)")
     parser.add_argument("--connections", type=int, default=64, help="wrk's connections")
     parser.add_argument("--delay", type=float, default=0.002, help="downstream delay, seconds")
     parser.add_argument("--max-workers", type=int, default=100, help="calls in flight")
@@ -989,16 +1091,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     contenders = [c for c in CONTENDERS if wanted is None or c.key in wanted]
     notes: list[str] = []
-    peer_py = None
+    peer_py, why_no_peer = None, ""
     if any(c.peer for c in contenders):
         policy = (args.peer or os.environ.get("LOADTEST_PEER", "auto")).lower()
-        peer_py, why = peer_python(settings.quick, policy)
-        if why:
-            notes.append(why)
+        peer_py, why_no_peer = peer_python(settings.quick, policy)
     run = Run(settings, contenders, peer_py)
     for outcome in run.outcomes.values():
         if outcome.contender.peer and peer_py is None:
-            outcome.skipped = "its environment is not available"
+            outcome.skipped = why_no_peer
         if outcome.contender.mode == "taskgroup" and sys.version_info < (3, 11):
             outcome.skipped = "asyncio.TaskGroup needs Python 3.11"
     if settings.quick:

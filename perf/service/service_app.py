@@ -76,6 +76,7 @@ class Service:
         self.executor: Any = None  # antflow.AsyncExecutor (either version)
         self.semaphore: asyncio.Semaphore | None = None
         self.background: Background | None = None
+        self.in_flight = 0  # /fanout requests being served (the load test waits for 0)
 
     async def call_downstream(self, i: int) -> int:
         """One call to the partner API."""
@@ -165,6 +166,7 @@ def create_app(
         mode = request.path_params["mode"]
         if mode not in MODES:
             return JSONResponse({"error": f"unknown mode {mode!r}"}, status_code=404)
+        service.in_flight += 1
         try:
             results = await service.fan_out(mode, service.call_downstream, FANOUT)
         except Exception as exc:
@@ -172,6 +174,8 @@ def create_app(
             while getattr(cause, "exceptions", None):  # TaskGroup's ExceptionGroup: the first
                 cause = cause.exceptions[0]  # type: ignore[attr-defined]
             return JSONResponse({"error": f"{type(cause).__name__}: {cause}"}, status_code=502)
+        finally:
+            service.in_flight -= 1
         return JSONResponse({"results": results})
 
     async def start_background(request: Request) -> JSONResponse:
@@ -210,6 +214,7 @@ def create_app(
                 "antflow_file": ANTFLOW_FILE,
                 "modes": list(MODES),
                 "max_workers": max_workers,
+                "in_flight": service.in_flight,
                 "python": sys.version.split()[0],
             }
         )
