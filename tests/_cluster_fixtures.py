@@ -33,7 +33,7 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
             process.terminate()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 3
     for process in processes:
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))

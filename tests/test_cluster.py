@@ -348,3 +348,16 @@ async def test_bad_call_values_raise_the_same_errors_as_async_executor(
             await cluster.map(items.double, [1], batch_size=0)
         with pytest.raises(ValueError, match="batch_size"):
             cluster.map_iter(items.double, [1], batch_size=1.5)
+
+
+async def test_submitted_futures_end_as_each_item_finishes_not_with_their_batch(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        # 32 submits of one loop iteration: a few batches of several items each.
+        futures = [executor.submit(items.sleep_then, i, 3.0 if i == 0 else 0.0) for i in range(32)]
+        quick = futures[1]  # in the same batch as the slow futures[0]
+        await asyncio.wait_for(quick, 2.5)
+        assert not futures[0].done()
+        assert await futures[0] == 0
+        assert await _dask_tasks(executor) < 32

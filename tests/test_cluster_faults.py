@@ -104,14 +104,16 @@ async def test_shutdown_leaves_a_cluster_reached_by_address_running(
 async def test_the_embedded_cluster_runs_items_on_uvloop_and_leaves_no_process_behind(
     importable_items: None,
 ) -> None:
+    before = set(psutil.Process().children(recursive=True))
     async with ClusterExecutor(processes=1) as executor:
         pids = list((await executor.client.run(os.getpid)).values())
         assert len(pids) == 1 and pids[0] != os.getpid()
         assert await executor.submit(items.where) == pids[0]
         assert await executor.submit(items.loop_name) == "uvloop.Loop"
         assert await executor.map(items.double, range(5)) == [0, 2, 4, 6, 8]
-        children = psutil.Process().children(recursive=True)
-    await wait_until(lambda: not any(p.is_running() for p in children), timeout=20)
+        started = set(psutil.Process().children(recursive=True)) - before
+        assert pids[0] in {p.pid for p in started}
+    await wait_until(lambda: not any(p.is_running() for p in started), timeout=20)
 
 
 async def test_a_worker_process_that_dies_mid_batch_costs_only_time(

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._runner import MAP, SUBMIT, dumps
+from ._runner import MAP, STOP_AFTER, STOP_ALL, SUBMIT, dumps
 
 if TYPE_CHECKING:
     from ._executor import ClusterExecutor
@@ -108,11 +108,11 @@ def _culprit(
     return TypeError(f"cannot send a call of {name}(){where} to the cluster: it cannot be pickled")
 
 
-def encode_map(fn: Any, opts: Any, items: list[tuple[Any, ...]], first: int) -> bytes:
+def encode_map(fn: Any, opts: Any, items: list[tuple[Any, ...]], first: int, stop: int) -> bytes:
     """The payload of a map batch; a TypeError naming the culprit if it cannot be pickled.
     ``first`` is the input position of the batch's first item (for the message)."""
     try:
-        return dumps((MAP, fn, opts, items))
+        return dumps((MAP, fn, opts, items, stop))
     except Exception:
         for i, args in enumerate(items):
             if _unpicklable((fn, args)) is not None:
@@ -126,7 +126,7 @@ def encode_submit(
     """The payload of a batch of submitted calls, and the calls that cannot be pickled
     (by index); those are left out of the payload."""
     try:
-        return dumps((SUBMIT, None, None, entries)), {}
+        return dumps((SUBMIT, None, None, entries, 0)), {}
     except Exception:
         pass
     bad: dict[int, TypeError] = {}
@@ -134,7 +134,7 @@ def encode_submit(
         if _unpicklable((fn, args, kwargs)) is not None:
             bad[i] = _culprit(fn, args, kwargs, "")
     good = [entry for i, entry in enumerate(entries) if i not in bad]
-    return (dumps((SUBMIT, None, None, good)) if good else None), bad
+    return (dumps((SUBMIT, None, None, good, 0)) if good else None), bad
 
 
 # -- a batch on its way ----------------------------------------------------------------------
@@ -152,6 +152,7 @@ class Batch:
         "futures",
         "id",
         "live",
+        "retried",
         "size",
         "sizer",
         "task",
@@ -165,6 +166,7 @@ class Batch:
         self.id = batch_id
         self.size = size
         self.live = size  # items not cancelled by the client
+        self.retried = 0  # the retries of its items counted so far
         self.futures = futures  # the AsyncFutures of submitted items, None for a map batch
         self.call: MapCall[Any] | None = call
         self.sizer = sizer
@@ -272,7 +274,8 @@ class MapCall(Generic[_T]):
                 self._exhausted = True
             if not items:
                 return
-            payload = encode_map(self.fn, self.opts, items, self._read)
+            stop = STOP_ALL if self.fail_fast else STOP_AFTER
+            payload = encode_map(self.fn, self.opts, items, self._read, stop)
             self._read += len(items)
             self.inflight.append(self._executor._send(payload, len(items), None, self))
 

@@ -207,6 +207,7 @@ class ClusterExecutor(ClientSide, BaseExecutor):
             else:
                 self._cluster, self._client = await start_embedded(self._processes)
             await self._count_threads()
+            self._client.subscribe_topic(_runner.TOPIC + self._id, self._on_event)
         except BaseException as exc:
             self._connect_error = exc
             self._fail_buffer(exc)
@@ -471,6 +472,7 @@ class ClusterExecutor(ClientSide, BaseExecutor):
         client = self._client
         try:
             if client is not None and client.status == "running":
+                client.unsubscribe_topic(_runner.TOPIC + self._id)
                 await asyncio.wait_for(
                     client.run(_runner.forget_executor, self._id, on_error="ignore"),
                     CLOSE_TIMEOUT,

@@ -24,21 +24,29 @@ from __future__ import annotations
 import asyncio
 import pickle
 import time
+from functools import partial
 from typing import Any
 
 import cloudpickle  # type: ignore[import-untyped]
+import distributed
 
-from antflow import AsyncExecutor, AsyncFuture
+from antflow import AsyncExecutor, AsyncFuture, WaitStrategy, wait
 from antflow._options import Options, run_with_options
 
 __all__ = ["MAP", "SUBMIT", "cancel_items", "dumps", "forget_executor", "run_batch"]
 
-MAP = 0  # payload (MAP, fn, opts, [args, ...]): one function over many argument tuples
-SUBMIT = 1  # payload (SUBMIT, None, None, [(fn, args, kwargs, opts), ...])
+MAP = 0  # payload (MAP, fn, opts, [args, ...], stop): one function over argument tuples
+SUBMIT = 1  # payload (SUBMIT, None, None, [(fn, args, kwargs, opts), ...], 0)
+STOP_ALL = 1  # map: an item's failure cancels the rest of its batch
+STOP_AFTER = 2  # map_iter: an item's failure cancels the items after it
 
-# Outcome of one batch: (values, errors, cancelled, retried, elapsed), pickled by the
-# worker: values[i] is item i's value, errors maps an index to the exception the item
-# raised, cancelled lists the items that ended cancelled here (None when empty).
+# Outcome of one batch: (values, errors, cancelled, skipped, retried, elapsed), pickled by
+# the worker: values[i] is item i's value, errors maps an index to the exception the item
+# raised, cancelled lists the items that ended cancelled, skipped those that a failure
+# made useless (see _settle); None stands for an empty list.
+
+TOPIC = "antflow-"  # + the executor's id: the events that stream submitted items' outcomes
+STREAM_LIMIT = 4096  # larger outcomes come with their batch's result only
 
 ALL = None  # a tombstone that covers every item of a batch
 
@@ -58,6 +66,7 @@ class _Side:
 
 
 _sides: dict[str, _Side] = {}
+_forgotten: dict[str, None] = {}  # executors shut down: their late batches do not run
 
 
 def _side(exec_id: str) -> _Side:
@@ -79,23 +88,53 @@ async def run_batch(
 ) -> bytes:
     """Run one batch of items on this process's executor; return its pickled outcomes."""
     started = time.perf_counter()
+    kind, fn, opts, items, stop = pickle.loads(payload)
+    n = len(items)
     side = _side(exec_id)
+    tomb = side.tombstones.pop(batch_id, set())
+    if tomb is ALL or exec_id in _forgotten:
+        return dumps(([None] * n, None, list(range(n)), None, 0, 0.0))
     executor = side.executor
     if executor is None:
         executor = side.executor = AsyncExecutor(max_workers, name=name)
-    kind, fn, opts, items = pickle.loads(payload)
-    n = len(items)
-    tomb = side.tombstones.pop(batch_id, set())
-    if tomb is ALL:
-        return dumps(([None] * n, None, list(range(n)), 0, 0.0))
-    retried = 0
+    retried = [0]  # retries made by the batch's items so far
 
     def count_retry() -> None:
-        nonlocal retried
-        retried += 1
+        retried[0] += 1
 
-    submit = executor.submit
-    futures: list[AsyncFuture[Any] | None] = [None] * n
+    futures = _start(executor.submit, kind, fn, opts, items, tomb, count_retry)
+    del items
+    if kind == SUBMIT:
+        _stream(exec_id, batch_id, futures, retried)
+    side.running[batch_id] = futures
+    try:
+        skipped = await _settle(futures, stop)
+        outcome = _collect(futures, tomb, skipped)
+    except BaseException:
+        for future in futures:
+            if future is not None:
+                future.cancel()
+        raise
+    finally:
+        side.running.pop(batch_id, None)
+    outcome += (retried[0], time.perf_counter() - started)
+    try:
+        return dumps(outcome)
+    except Exception:
+        return dumps(_picklable(fn, outcome))
+
+
+def _start(
+    submit: Any,
+    kind: int,
+    fn: Any,
+    opts: Any,
+    items: list[Any],
+    tomb: set[int],
+    count_retry: Any,
+) -> list[AsyncFuture[Any] | None]:
+    """Submit the batch's items (but those cancelled already) to the process's executor."""
+    futures: list[AsyncFuture[Any] | None] = [None] * len(items)
     if kind == MAP:
         options = _options(opts)
         for i, args in enumerate(items):
@@ -118,45 +157,97 @@ async def run_batch(
                 futures[i] = submit(
                     run_with_options, item_fn, args, kwargs, options, None, None, count_retry
                 )
-    del items
-    side.running[batch_id] = futures
-    values: list[Any] = [None] * n
-    errors: dict[int, BaseException] | None = None
-    cancelled: list[int] | None = [i for i in tomb] if tomb else None
-    try:
+    return futures
+
+
+def _failed(future: AsyncFuture[Any] | None) -> bool:
+    return (
+        future is not None
+        and future.done()
+        and not future.cancelled()
+        and (future.exception() is not None)
+    )
+
+
+async def _settle(futures: list[AsyncFuture[Any] | None], stop: int) -> set[int]:
+    """Wait for the batch's items. With ``stop``, the first failure ends what the caller
+    will never read (STOP_ALL: every other item, for ``map``; STOP_AFTER: the items after
+    it, for ``map_iter``); return the indices of the items ended that way."""
+    live = [f for f in futures if f is not None]
+    if not live:
+        return set()
+    if not stop:
+        await wait(live)
+        return set()
+    _done, pending = await wait(live, return_when=WaitStrategy.FIRST_EXCEPTION)
+    skipped: set[int] = set()
+    if pending:  # an item failed
+        first = min(i for i, f in enumerate(futures) if _failed(f))
         for i, future in enumerate(futures):
-            if future is None:
-                continue
-            try:
-                values[i] = await future
-            except asyncio.CancelledError:
-                if not future.cancelled():
-                    raise  # this batch itself is being cancelled
-                if cancelled is None:
-                    cancelled = []
-                cancelled.append(i)
-            except Exception as exc:
-                if errors is None:
-                    errors = {}
-                errors[i] = exc
-    except BaseException:
-        for future in futures:
-            if future is not None:
+            if future is not None and not future.done() and (stop == STOP_ALL or i > first):
                 future.cancel()
-        raise
-    finally:
-        side.running.pop(batch_id, None)
-    outcome = (values, errors, cancelled, retried, time.perf_counter() - started)
+                skipped.add(i)
+        await wait(live)
+    return skipped
+
+
+def _collect(
+    futures: list[AsyncFuture[Any] | None], tomb: set[int], skipped: set[int]
+) -> tuple[Any, ...]:
+    """(values, errors, cancelled, skipped) of the ended items."""
+    values: list[Any] = [None] * len(futures)
+    errors: dict[int, BaseException] | None = None
+    cancelled: list[int] | None = sorted(tomb) if tomb else None
+    for i, future in enumerate(futures):
+        if future is None or i in skipped:
+            continue
+        if future.cancelled():
+            if cancelled is None:
+                cancelled = []
+            cancelled.append(i)
+            continue
+        exc = future.exception()
+        if exc is not None:
+            if errors is None:
+                errors = {}
+            errors[i] = exc
+        else:
+            values[i] = future._result
+    return values, errors, cancelled, sorted(skipped) if skipped else None
+
+
+def _stream(
+    exec_id: str, batch_id: int, futures: list[AsyncFuture[Any] | None], retried: list[int]
+) -> None:
+    """Send each submitted item's outcome to the client as soon as it ends (an event of
+    the topic ``antflow-<exec_id>``, with the batch's retries so far), when it is small;
+    the batch's result, which carries every outcome, settles the rest when it ends."""
     try:
-        return dumps(outcome)
-    except Exception:
-        return dumps(_picklable(fn, outcome))
+        worker = distributed.get_worker()
+    except ValueError:  # pragma: no cover - not on a worker (run directly)
+        return
+    topic = TOPIC + exec_id
+
+    def send(index: int, future: AsyncFuture[Any]) -> None:
+        if future.cancelled():
+            return  # a cancel came from the client, which knows
+        exc = future.exception()
+        try:
+            data = dumps((index, exc is None, future._result if exc is None else exc))
+        except Exception:
+            return  # the batch's result says what went wrong
+        if len(data) <= STREAM_LIMIT:
+            worker.log_event(topic, [batch_id, retried[0], data])
+
+    for i, future in enumerate(futures):
+        if future is not None:
+            future.add_done_callback(partial(send, i))
 
 
 def _picklable(fn: Any, outcome: tuple[Any, ...]) -> tuple[Any, ...]:
     """The outcome with every value or exception that cannot be pickled replaced by a
     TypeError that says so (the client raises it for that item)."""
-    values, errors, cancelled, retried, elapsed = outcome
+    values, errors, cancelled, skipped, retried, elapsed = outcome
     errors = dict(errors or {})
     for i, value in enumerate(values):
         if i not in errors and not _can_pickle(value):
@@ -168,7 +259,7 @@ def _picklable(fn: Any, outcome: tuple[Any, ...]) -> tuple[Any, ...]:
     for i, exc in errors.items():
         if not _can_pickle(exc):
             errors[i] = RuntimeError(f"{type(exc).__qualname__}: {exc} (not picklable)")
-    return values, errors, cancelled, retried, elapsed
+    return values, errors, cancelled, skipped, retried, elapsed
 
 
 def _can_pickle(obj: Any) -> bool:
@@ -218,6 +309,9 @@ def cancel_items(
 
 async def forget_executor(exec_id: str) -> None:
     """Drop a ClusterExecutor's state in this process: cancel what is left of it."""
+    _forgotten[exec_id] = None
+    while len(_forgotten) > 1024:
+        del _forgotten[next(iter(_forgotten))]
     side = _sides.pop(exec_id, None)
     if side is None:
         return

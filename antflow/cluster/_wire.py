@@ -122,11 +122,11 @@ class ClientSide:
             batch.failure = failure
             cancelled: list[int] = []
         else:
-            values, errors, worker_cancelled, retried, elapsed = outcome
+            values, errors, worker_cancelled, skipped, retried, elapsed = outcome
             batch.values, batch.errors, batch.worker_cancelled = values, errors, worker_cancelled
-            self._retried += retried
+            self._retried += retried - batch.retried
             batch.sizer.observe(batch.size, elapsed)
-            cancelled = worker_cancelled or []
+            cancelled = (worker_cancelled or []) + (skipped or [])
         futures = batch.futures
         if futures is None:  # a map batch: counters now, values to the call
             self._running -= batch.size
@@ -156,6 +156,26 @@ class ClientSide:
                     future._set_exception(error)
             batch.futures = None
         self._maybe_drained()
+
+    def _on_event(self, event: tuple[float, Any]) -> None:
+        """A submitted item's outcome, streamed by its worker as soon as it ended."""
+        batch_id, retried, data = event[1]
+        batch = self._batches.get(batch_id)
+        if batch is None or batch.futures is None:
+            return  # the batch's result came first
+        self._retried += retried - batch.retried  # counted before the future ends
+        batch.retried = retried
+        index, ok, value = pickle.loads(data)
+        future = batch.futures[index]
+        if future._state >= FINISHED:
+            return
+        self._running -= 1
+        if ok:
+            self._completed += 1
+            future._set_result(value)
+        else:
+            self._failed += 1
+            future._set_exception(value)
 
     # -- cancelling --------------------------------------------------------------------
 
