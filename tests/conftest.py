@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from _cluster_fixtures import cluster_address  # noqa: F401 - one Dask cluster per session
 from _helpers import LOOPS
 
 

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 
-import _cluster_fixtures
 import cluster_items as items
 import pytest
 from _helpers import CountingInput
@@ -22,7 +21,6 @@ from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError, WaitStrat
 from antflow.cluster import ClusterExecutor
 
 pytestmark = pytest.mark.timeout(60)
-cluster_address = _cluster_fixtures.cluster_address  # the shared cluster (a fixture)
 
 
 def test_importing_antflow_does_not_import_dask() -> None:

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 from pathlib import Path
 
-import _cluster_fixtures
 import cluster_items as items
 import pytest
 from _helpers import wait_until
@@ -20,7 +19,6 @@ from antflow import ExecutorShutdownError
 from antflow.cluster import ClusterExecutor
 
 pytestmark = pytest.mark.timeout(60)
-cluster_address = _cluster_fixtures.cluster_address  # the shared cluster (a fixture)
 
 LONG = 30.0  # an item that would outlast the test unless it is cancelled
 

@@ -3,9 +3,7 @@
 Dask's cost per task is hundreds of microseconds or more, so items travel in batches,
 one Dask task each. A :class:`BatchSizer` picks the size: small at first, then aiming at
 a batch of about :data:`TARGET_SECONDS` of work, from the time the worker reports for
-each batch. A :class:`MapCall` reads its input lazily, a batch at a time, and keeps at
-most ``window`` batches in flight (sent, or back and not yet handed to its caller), so
-an endless input works and the client's memory follows the window.
+each batch. (``map`` and ``map_iter`` feed batches from _calls.)
 
 Payloads are pickled here, on the client, before Dask sees them: a function or an
 argument that cannot be pickled is then named in a :class:`TypeError` at the call,
@@ -15,19 +13,14 @@ instead of failing somewhere inside Dask.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from itertools import islice
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ._runner import MAP, STOP_AFTER, STOP_ALL, SUBMIT, dumps
+from ._runner import MAP, SUBMIT, dumps
 
 if TYPE_CHECKING:
-    from ._executor import ClusterExecutor
+    from ._calls import MapCall
 
-__all__ = ["Batch", "BatchSizer", "MapCall", "MapIterator", "encode_map", "encode_submit"]
-
-_T = TypeVar("_T")
+__all__ = ["Batch", "BatchSizer", "check_batch_size", "encode_map", "encode_submit"]
 
 TARGET_SECONDS = 0.03  # the work a batch aims at: long enough to hide Dask's cost
 FIRST_SIZE = 4  # the first batches of a call, before anything is measured
@@ -193,234 +186,3 @@ class Batch:
             return self.failure
         indices = list(self.errors or ()) + list(self.worker_cancelled or ())
         return self.error_at(min(indices)) if indices else None
-
-
-# -- map and map_iter ------------------------------------------------------------------------
-
-
-async def _zip_async(iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]) -> Any:
-    """``zip`` over sync and async iterables, as an async generator of tuples."""
-    iterators: list[Any] = [
-        aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
-    ]
-    try:
-        while True:
-            args = []
-            for it in iterators:
-                try:
-                    args.append(await anext(it) if isinstance(it, AsyncIterator) else next(it))
-                except (StopIteration, StopAsyncIteration):
-                    return
-            yield tuple(args)
-    finally:
-        for it in iterators:
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-
-class MapCall(Generic[_T]):
-    """One ``map`` / ``map_iter`` call: its input, its batches in flight, its deadline."""
-
-    def __init__(
-        self,
-        executor: ClusterExecutor,
-        fn: Any,
-        iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
-        opts: Any,
-        window: int,
-        batch_size: int | None,
-        timeout: float | None,
-    ) -> None:
-        self._executor = executor
-        self.fn = fn
-        self.opts = opts
-        self._window = window
-        self.sizer = BatchSizer(batch_size)
-        self._sync: Iterator[tuple[Any, ...]] | None = None
-        self._async: Any = None
-        if any(isinstance(it, AsyncIterable) for it in iterables):
-            self._async = _zip_async(iterables)
-        else:
-            self._sync = zip(*iterables)  # noqa: B905 - the shortest input ends the call
-        self._read = 0  # items read from the input so far
-        self._exhausted = False
-        self.inflight: deque[Batch] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self.error: BaseException | None = None  # set by abort, or by a failed item (map)
-        self.closed = False
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._deadline = None if timeout is None else loop.time() + timeout
-        self._timeout = timeout
-
-    async def _take(self, n: int) -> list[tuple[Any, ...]]:
-        if self._sync is not None:
-            return list(islice(self._sync, n))
-        items = []
-        async for args in self._async:
-            items.append(args)
-            if len(items) >= n:
-                break
-        return items
-
-    async def fill(self) -> None:
-        """Send batches until the window is full or the input ends."""
-        while not self._exhausted and len(self.inflight) < self._window and not self.closed:
-            items = await self._take(self.sizer.size)
-            if self.closed:  # aborted while an async input was being read
-                return
-            if len(items) < self.sizer.size:
-                self._exhausted = True
-            if not items:
-                return
-            stop = STOP_ALL if self.fail_fast else STOP_AFTER
-            payload = encode_map(self.fn, self.opts, items, self._read, stop)
-            self._read += len(items)
-            self.inflight.append(self._executor._send(payload, len(items), None, self))
-
-    @property
-    def finished(self) -> bool:
-        return self._exhausted and not self.inflight
-
-    def batch_ended(self, batch: Batch) -> None:
-        """Called by the executor when one of this call's batches is back."""
-        if self.error is None and self.fail_fast:
-            error = batch.first_error()
-            if error is not None:
-                self.error = error
-        self._wake()
-
-    fail_fast = True  # map: the first failure anywhere ends the call
-
-    def abort(self, error: BaseException) -> None:
-        if self.error is None:
-            self.error = error
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def sleep(self) -> None:
-        """Wait for a batch to come back (or an abort); past the deadline, TimeoutError."""
-        loop = self._loop
-        self._waiter = waiter = loop.create_future()
-        timer = None
-        if self._deadline is not None:
-            timer = loop.call_at(self._deadline, self._expire, waiter)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-
-    def _expire(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_exception(
-                asyncio.TimeoutError(f"map did not finish within timeout={self._timeout}s")
-            )
-
-    def close(self) -> None:
-        """End the call: cancel its batches still out, read no more input."""
-        if self.closed:
-            return
-        self.closed = True
-        self._exhausted = True
-        executor = self._executor
-        while self.inflight:
-            batch = self.inflight.popleft()
-            if not batch.ended:
-                executor._cancel_batch(batch)
-        if self._async is not None:
-            executor._background(self._async.aclose())
-        executor._call_ended(self)
-
-    async def run_map(self) -> list[_T]:
-        """``map``: every result in input order; the first failure raises at once."""
-        results: list[Any] = []
-        inflight = self.inflight
-        try:
-            while True:
-                if self.error is not None:
-                    raise self.error
-                await self.fill()
-                while inflight and inflight[0].ended:
-                    batch = inflight.popleft()
-                    error = batch.first_error()
-                    if error is not None:
-                        raise error
-                    results.extend(batch.values or ())
-                if self.error is not None:
-                    raise self.error
-                if self.finished:
-                    return results
-                if not inflight or not inflight[0].ended:
-                    await self.sleep()
-        finally:
-            self.close()
-
-
-class MapIterator(AsyncIterator[_T]):
-    """The async iterator of ``map_iter``: results in input order, a batch at a time.
-
-    A shell around the call: dropping it (a ``break`` out of ``async for``) ends the call
-    at once through ``__del__``, so its items on the cluster are cancelled without
-    waiting for an ``aclose()`` or a garbage collection.
-    """
-
-    __slots__ = ("_batch", "_call", "_pos")
-
-    def __init__(self, call: MapCall[_T]) -> None:
-        self._call = call
-        self._batch: Batch | None = None
-        self._pos = 0
-
-    def __aiter__(self) -> MapIterator[_T]:
-        return self
-
-    async def __anext__(self) -> _T:
-        call = self._call
-        try:
-            while True:
-                batch = self._batch
-                if batch is not None:
-                    pos = self._pos
-                    if pos < batch.size:
-                        self._pos = pos + 1
-                        error = batch.error_at(pos)
-                        if error is not None:
-                            raise error
-                        value: _T = batch.values[pos]  # type: ignore[index]
-                        return value
-                    self._batch = None
-                if call.error is not None:
-                    raise call.error
-                if call.closed:
-                    raise StopAsyncIteration
-                await call.fill()
-                if call.finished:
-                    call.close()
-                    raise StopAsyncIteration
-                head = call.inflight[0]
-                if head.ended:
-                    self._batch = call.inflight.popleft()
-                    self._pos = 0
-                else:
-                    await call.sleep()
-        except StopAsyncIteration:
-            raise
-        except BaseException:
-            call.close()  # a failed item, the deadline, a cancelled consumer: end the call
-            raise
-
-    async def aclose(self) -> None:
-        """Stop early: cancel the call's items on the cluster and read no more input."""
-        self._call.close()
-
-    def __del__(self) -> None:
-        call = self._call
-        if not call.closed and not call._loop.is_closed():
-            call.close()

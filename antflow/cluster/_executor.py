@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
@@ -26,11 +25,12 @@ import distributed
 
 from .._base import BaseExecutor
 from .._errors import ExecutorShutdownError
-from .._future import PENDING, AsyncFuture
+from .._future import AsyncFuture
 from .._options import check_callable, check_positive, check_retries, check_timeout, check_window
 from .._stats import ExecutorStats
 from . import _runner
-from ._batching import MapCall, MapIterator, check_batch_size, encode_submit
+from ._batching import check_batch_size
+from ._calls import MapCall, MapIterStart
 from ._connect import count_threads, open_client, start_embedded
 from ._wire import CLOSE_TIMEOUT, ClientSide, Item
 
@@ -116,9 +116,7 @@ class ClusterExecutor(ClientSide, BaseExecutor):
         self._cluster: Any = None  # the embedded LocalCluster
         self._connecting: asyncio.Task[None] | None = None
         self._connect_error: BaseException | None = None
-        self._threads = 1  # batches the cluster runs at once (sum of nthreads), once known
         self._threads_checked = 0.0
-        self._flush_scheduled = False
         self._closer: asyncio.Task[None] | None = None
 
     # -- introspection -----------------------------------------------------------------
@@ -280,35 +278,6 @@ class ClusterExecutor(ClientSide, BaseExecutor):
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]
         return future
 
-    def _flush(self) -> None:
-        """Send the submitted futures that wait on the client, in batches."""
-        self._flush_scheduled = False
-        if self._client is None:
-            return  # not connected yet: _connect flushes
-        buffer = [f for f in self._buffer if f._state == PENDING]
-        self._buffer = []
-        if not buffer:
-            return
-        # Small enough batches that every thread of the cluster gets some.
-        size = max(1, min(self._submit_sizer.size, math.ceil(len(buffer) / self._threads)))
-        for start in range(0, len(buffer), size):
-            self._send_futures(buffer[start : start + size])
-
-    def _send_futures(self, futures: list[AsyncFuture[Any]]) -> None:
-        entries = [(f._fn, f._args, f._kwargs, f._opts.opts) for f in futures]
-        payload, bad = encode_submit(entries)
-        for i, error in bad.items():
-            self._failed += 1
-            futures[i]._set_exception(error)
-        if bad:
-            futures = [f for i, f in enumerate(futures) if i not in bad]
-        if payload is None:
-            return
-        batch = self._send(payload, len(futures), futures, None)
-        for i, future in enumerate(futures):
-            future._opts.batch = batch
-            future._opts.index = i
-
     # -- map and map_iter --------------------------------------------------------------
 
     def _prepare_call(
@@ -401,7 +370,7 @@ class ClusterExecutor(ClientSide, BaseExecutor):
         opts, window, batch_size = self._prepare_call(
             fn, iterables, timeout, retries, retry_delay, task_timeout, window, batch_size
         )
-        return _MapIterStart(self, fn, iterables, opts, window, batch_size, timeout)
+        return MapIterStart(self, fn, iterables, opts, window, batch_size, timeout)
 
     async def _ready(self) -> None:
         """Wait for the connection; raise its error."""
@@ -486,35 +455,3 @@ class ClusterExecutor(ClientSide, BaseExecutor):
                 await asyncio.wait_for(self._cluster.close(), CLOSE_TIMEOUT)
                 self._cluster = None
             self._state = _CLOSED
-
-
-class _MapIterStart(AsyncIterator[_T]):
-    """``map_iter``'s iterator before its first step: the call starts there, once the
-    executor is connected (``map_iter`` itself is not a coroutine)."""
-
-    def __init__(self, executor: ClusterExecutor, *args: Any) -> None:
-        self._executor = executor
-        self._args = args
-        self._inner: MapIterator[_T] | None = None
-        self._closed = False
-
-    def __aiter__(self) -> _MapIterStart[_T]:
-        return self
-
-    async def __anext__(self) -> _T:
-        inner = self._inner
-        if inner is None:
-            if self._closed:
-                raise StopAsyncIteration
-            await self._executor._ready()
-            await self._executor._recount_threads()
-            call: MapCall[_T] = self._executor._new_call(*self._args)
-            call.fail_fast = False  # map_iter raises an item's error when it is reached
-            inner = self._inner = MapIterator(call)
-        return await inner.__anext__()
-
-    async def aclose(self) -> None:
-        """Stop early: cancel the call's items on the cluster and read no more input."""
-        self._closed = True
-        if self._inner is not None:
-            await self._inner.aclose()

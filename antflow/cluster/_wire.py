@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import pickle
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._future import FINISHED, PENDING, AsyncFuture
 from . import _runner
-from ._batching import Batch, BatchSizer, MapCall
+from ._batching import Batch, BatchSizer, encode_submit
+
+if TYPE_CHECKING:
+    from ._calls import MapCall
 
 __all__ = ["CLOSE_TIMEOUT", "ClientSide", "Item"]
 
@@ -53,6 +57,8 @@ class ClientSide:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None  # the distributed.Client, once connected
         self._buffer: list[AsyncFuture[Any]] = []  # submitted, not sent yet
+        self._flush_scheduled = False
+        self._threads = 1  # batches the cluster runs at once (sum of nthreads), once known
         self._submit_sizer = BatchSizer(None)
         self._batches: dict[int, Batch] = {}
         self._batch_seq = 0
@@ -70,6 +76,35 @@ class ClientSide:
         self._failed = 0
         self._cancelled = 0
         self._retried = 0
+
+    def _flush(self) -> None:
+        """Send the submitted futures that wait on the client, in batches."""
+        self._flush_scheduled = False
+        if self._client is None:
+            return  # not connected yet: _connect flushes
+        buffer = [f for f in self._buffer if f._state == PENDING]
+        self._buffer = []
+        if not buffer:
+            return
+        # Small enough batches that every thread of the cluster gets some.
+        size = max(1, min(self._submit_sizer.size, math.ceil(len(buffer) / self._threads)))
+        for start in range(0, len(buffer), size):
+            self._send_futures(buffer[start : start + size])
+
+    def _send_futures(self, futures: list[AsyncFuture[Any]]) -> None:
+        entries = [(f._fn, f._args, f._kwargs, f._opts.opts) for f in futures]
+        payload, bad = encode_submit(entries)
+        for i, error in bad.items():
+            self._failed += 1
+            futures[i]._set_exception(error)
+        if bad:
+            futures = [f for i, f in enumerate(futures) if i not in bad]
+        if payload is None:
+            return
+        batch = self._send(payload, len(futures), futures, None)
+        for i, future in enumerate(futures):
+            future._opts.batch = batch
+            future._opts.index = i
 
     def _send(
         self, payload: bytes, size: int, futures: list[AsyncFuture[Any]] | None, call: Any
