@@ -359,3 +359,48 @@ async def test_submitted_futures_end_as_each_item_finishes_not_with_their_batch(
         assert not futures[0].done()
         assert await futures[0] == 0
         assert await _dask_tasks(executor) < 32
+
+
+async def test_shutdown_without_wait_returns_at_once_and_the_work_still_ends(
+    cluster_address: str,
+) -> None:
+    executor = ClusterExecutor(cluster_address)
+    future = executor.submit(items.sleep_then, 1, 0.5)
+    await executor.shutdown(wait=False)
+    assert not future.done()
+    assert await asyncio.wait_for(future, 20) == 1
+    await asyncio.wait_for(executor.shutdown(), 20)  # waits for the disconnection
+    assert executor.client.status == "closed"
+
+
+async def test_map_iter_timeout_is_a_deadline_for_the_whole_iteration(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        got = []
+        with pytest.raises(asyncio.TimeoutError):
+            async for value in executor.map_iter(
+                items.sleep_then, range(4), [0, 30, 30, 30], timeout=0.5, batch_size=1
+            ):
+                got.append(value)
+        assert got == [0]
+        assert executor.stats().running == 0
+
+
+def test_an_executor_is_bound_to_the_loop_of_its_first_use(cluster_address: str) -> None:
+    executor = ClusterExecutor(cluster_address)
+
+    async def use() -> int:
+        return await executor.submit(items.double, 2)
+
+    async def close() -> None:
+        await executor.shutdown()
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(use()) == 4
+        with pytest.raises(RuntimeError, match="another event loop"):
+            asyncio.run(use())
+        loop.run_until_complete(close())
+    finally:
+        loop.close()

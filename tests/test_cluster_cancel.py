@@ -142,6 +142,8 @@ async def test_shutdown_with_cancel_futures_cancels_everything_on_the_cluster(
         await call
     assert markers(tmp_path, "cancelled") == markers(tmp_path, "started")
     assert not markers(tmp_path, "done")
+    stats = executor.stats()
+    assert stats.cancelled == stats.submitted and stats.running == stats.pending == 0
 
 
 async def test_an_item_that_cancels_itself_ends_cancelled(cluster_address: str) -> None:
@@ -151,3 +153,5 @@ async def test_an_item_that_cancels_itself_ends_cancelled(cluster_address: str) 
             await future
         assert future.cancelled()
         assert await executor.submit(items.double, 2) == 4
+        stats = executor.stats()
+        assert (stats.cancelled, stats.completed, stats.running, stats.pending) == (1, 1, 0, 0)

@@ -174,19 +174,20 @@ class ClientSide:
         else:
             for i, future in enumerate(futures):
                 if future._state >= FINISHED:
-                    continue  # cancelled on the client: counted then
-                self._running -= 1
+                    continue  # cancelled on the client, or streamed: counted then
                 error = batch.error_at(i)
                 if error is None:
+                    self._running -= 1
                     self._completed += 1
                     future._set_result(batch.values[i])  # type: ignore[index]
-                elif isinstance(error, asyncio.CancelledError):
+                elif isinstance(error, asyncio.CancelledError):  # (counted by the cancel)
                     self._quiet = True
                     try:
                         future.cancel()  # it raised CancelledError itself, on the worker
                     finally:
                         self._quiet = False
                 else:
+                    self._running -= 1
                     self._failed += 1
                     future._set_exception(error)
             batch.futures = None
@@ -227,21 +228,21 @@ class ClientSide:
         self._running -= 1
         batch.live -= 1
         if batch.live == 0:
-            self._cancel_batch(batch, counted=True)
+            self._cancel_batch(batch)
         else:
             self._tell_cancel(batch.id, item.index)
 
-    def _cancel_batch(self, batch: Batch, counted: bool = False) -> None:
+    def _cancel_batch(self, batch: Batch) -> None:
         """Cancel a whole batch: Dask drops it if it has not started, the worker cancels
         its items if it has."""
         if batch.ended:
             return
         batch.ended = True
         self._batches.pop(batch.id, None)
-        if not counted:
-            self._running -= batch.live
-            self._cancelled += batch.live
-        if batch.futures is not None:
+        if batch.futures is None:  # a map batch: its items are counted here
+            self._running -= batch.size
+            self._cancelled += batch.size
+        else:  # its futures not ended yet count themselves as they are cancelled
             self._quiet = True
             try:
                 for future in batch.futures:
