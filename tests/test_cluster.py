@@ -168,13 +168,13 @@ async def test_submits_made_in_one_loop_iteration_travel_together(cluster_addres
 
 
 async def _dask_tasks(executor: ClusterExecutor) -> int:
-    """How many Dask tasks this executor has run (its task keys end with its id)."""
+    """How many Dask tasks this executor has started (its task keys end with its id)."""
 
     def count(dask_scheduler, suffix):  # type: ignore[no-untyped-def]
         return sum(
             1
             for event in dask_scheduler.transition_log
-            if str(event[0]).endswith(suffix) and event[2] == "memory"
+            if str(event[0]).endswith(suffix) and event[2] == "processing"
         )
 
     return int(await executor.client.run_on_scheduler(count, suffix=executor._id[:12]))
@@ -224,6 +224,7 @@ async def test_retries_run_on_the_worker(cluster_address: str, tmp_path) -> None
     async with ClusterExecutor(cluster_address) as executor:
         assert await executor.submit(items.flaky, str(tmp_path), 2, retries=2, retry_delay=0) == 3
         assert executor.stats().retried == 2
+        assert await _dask_tasks(executor) == 1  # three attempts, all in one task
         (tmp_path / "attempts").unlink()
         with pytest.raises(items.ItemError, match="attempt 2 failed"):
             await executor.map(items.flaky, [str(tmp_path)], [5], retries=1, retry_delay=0)

@@ -134,9 +134,16 @@ async def test_a_worker_process_that_dies_mid_batch_costs_only_time(
                 batch_size=4,
             )
         )
+        futures = [executor.submit(items.mark, str(tmp_path), 100 + i, 0.3) for i in range(16)]
+        endings: list[object] = []
+        for future in futures:
+            future.add_done_callback(endings.append)
         await wait_until(lambda: len(list(tmp_path.glob("done-*"))) >= 4, timeout=30)
         os.kill(pids[0], signal.SIGKILL)
         results = await asyncio.wait_for(call, 60)
-        assert results == list(range(40))  # every result, each once
+        assert results == list(range(40))  # every result, in order
+        assert [await f for f in futures] == [100 + i for i in range(16)]
+        await asyncio.sleep(0.1)
+        assert sorted(map(id, endings)) == sorted(map(id, futures))  # each ended once
         # The nanny started a replacement and the executor keeps working.
         assert await executor.map(items.double, range(8)) == [2 * i for i in range(8)]

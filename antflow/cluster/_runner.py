@@ -90,9 +90,11 @@ async def run_batch(
     started = time.perf_counter()
     kind, fn, opts, items, stop = pickle.loads(payload)
     n = len(items)
+    if exec_id in _forgotten:  # its executor has shut down: a late batch never runs
+        return dumps(([None] * n, None, list(range(n)), None, 0, 0.0))
     side = _side(exec_id)
     tomb = side.tombstones.pop(batch_id, set())
-    if tomb is ALL or exec_id in _forgotten:
+    if tomb is ALL:
         return dumps(([None] * n, None, list(range(n)), None, 0, 0.0))
     executor = side.executor
     if executor is None:
