@@ -135,9 +135,11 @@ class ClientSide:
         try:
             data = await batch.dask
             outcome = pickle.loads(data)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if batch.ended:
-                return  # cancelled by the client: already accounted for
+                return  # cancelled by this executor: already accounted for
+            # Cancelled by Dask (or the loop is closing): the batch's items end cancelled.
+            self._batch_ended(batch, None, exc)
             raise
         except Exception as exc:
             self._batch_ended(batch, None, exc)
