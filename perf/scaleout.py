@@ -689,6 +689,7 @@ def chart(res: dict[str, Timed], path: Path) -> bool:
 
 
 def scale_report(res: dict[str, Timed], meta: dict[str, Any]) -> str:
+    cores = os.cpu_count() or 1
     sched = res.get("sched", {}).get("sched")
     rate = sched["tasks_per_s"] if sched else None
     out = [
@@ -705,15 +706,16 @@ def scale_report(res: dict[str, Timed], meta: dict[str, Any]) -> str:
             if rate
             else "not measured"
         ),
-        "- predicted = min(slot ceiling, R x items per task); the cores, shared by the "
-        "client, the scheduler and every worker, are a third bound: *cores busy* is the CPU "
-        "seconds of the client process (with the scheduler) and the workers per second",
+        f"- predicted = the smallest of: the slot ceiling; R x items per task (the scheduler); "
+        f"the CPU ceiling, {cores} cores / (client + workers CPU per item), the cores being "
+        "shared by the client, the scheduler (in the client's process, as in any LocalCluster) "
+        "and every worker. *cores busy*: their CPU seconds per second of the run",
         "",
         "| run | processes | n | items/s | Dask tasks | tasks/s | items per task "
-        "| slot ceiling | R x items per task | measured / predicted "
-        "| client CPU µs/item | workers CPU µs/item | cores busy |",
+        "| client CPU µs/item | workers CPU µs/item | cores busy | slot ceiling "
+        "| R x items per task | CPU ceiling | measured / predicted |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: |",
+        "| ---: | ---: |",
     ]
     for job, label in SCALE_JOBS[1:]:
         r = res.get(job)
@@ -727,15 +729,18 @@ def scale_report(res: dict[str, Timed], meta: dict[str, Any]) -> str:
             per_task = row["items_per_task"]
             slots = row["processes"] * MAX_WORKERS / SLEEP_S
             sched_bound = rate * per_task if rate and per_task else None
-            predicted = min(slots, sched_bound) if sched_bound else None
+            cpu_per_item = (row["client_cpu_us_per_item"] + row["workers_cpu_us_per_item"]) / 1e6
+            cpu_bound = cores / cpu_per_item if cpu_per_item > 0 else None
+            bounds = [x for x in (slots, sched_bound, cpu_bound) if x]
+            predicted = min(bounds)
             out.append(
                 f"| {row['label']} | {row['processes']} | {row['n']:,} | "
                 f"{row['items_per_s']:,.0f} | {row['tasks'] or '-'} | "
-                f"{_fmt(row['tasks_per_s'])} | {_fmt(per_task)} | {slots:,.0f} | "
-                f"{_fmt(sched_bound)} | "
-                f"{_fmt(row['items_per_s'] / predicted, 2) if predicted else '-'} | "
+                f"{_fmt(row['tasks_per_s'])} | {_fmt(per_task)} | "
                 f"{_fmt(row['client_cpu_us_per_item'])} | "
-                f"{_fmt(row['workers_cpu_us_per_item'])} | {row['cores_busy']:.2f} |"
+                f"{_fmt(row['workers_cpu_us_per_item'])} | {row['cores_busy']:.2f} | "
+                f"{slots:,.0f} | {_fmt(sched_bound)} | {_fmt(cpu_bound)} | "
+                f"{row['items_per_s'] / predicted:.2f} |"
             )
     return "\n".join(out) + "\n"
 
