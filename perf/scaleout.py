@@ -672,9 +672,15 @@ def chart(res: dict[str, Timed], path: Path) -> bool:
     names = [key for key, _ in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.55 * len(rows) + 1.6))
     colors = ["tab:blue" if k.startswith("cluster") else "tab:gray" for k in names]
-    left.barh(names, [r["cpuio"]["items_per_s"] for _, r in rows], color=colors)
+    rates = [r["cpuio"]["items_per_s"] for _, r in rows]
+    costs = [r["noop"]["us_per_item"] for _, r in rows]
+    left.barh(names, rates, color=colors)
+    left.bar_label(left.containers[0], labels=[f" {v:,.0f}" for v in rates], fontsize=8)
+    left.set_xlim(0, max(rates) * 1.2)
     left.set_xlabel("CPU+I/O items per second (higher is better)")
-    right.barh(names, [r["noop"]["us_per_item"] for _, r in rows], color=colors)
+    right.barh(names, costs, color=colors)
+    right.bar_label(right.containers[0], labels=[f" {_fmt(v)}" for v in costs], fontsize=8)
+    right.set_xlim(min(costs) / 2, max(costs) * 8)
     right.set_xscale("log")
     right.set_xlabel("no-op µs per item, log scale (lower is better)")
     right.set_yticklabels([])
