@@ -149,10 +149,14 @@ def _cluster_class() -> Any:
     return ClusterExecutor
 
 
-async def run_cluster(processes: int, spins: int, sz: Sizes) -> Timed:
+async def run_cluster(processes: int, batch_size: int | None, spins: int, sz: Sizes) -> Timed:
     cluster_executor = _cluster_class()
     async with cluster_executor(processes=processes, max_workers=MAX_WORKERS) as ex:
-        return await _measure(f"cluster-{processes}", ex.map, spins, sz)
+
+        async def mapper(fn: Callable[..., Any], data: list[int]) -> list[Any]:
+            return await ex.map(fn, data, batch_size=batch_size)  # type: ignore[no-any-return]
+
+        return await _measure(f"cluster-{processes}", mapper, spins, sz)
 
 
 async def run_aiomultiprocess(uvloop_children: bool, spins: int, sz: Sizes) -> Timed:
@@ -244,11 +248,15 @@ CONTENDERS: dict[str, tuple[str, Callable[[int, Sizes], Any]]] = {
     "antflow": ("antflow AsyncExecutor(100), one process", run_antflow),
     "cluster-1": (
         "ClusterExecutor(processes=1, max_workers=100)",
-        functools.partial(run_cluster, 1),
+        functools.partial(run_cluster, 1, None),
     ),
     "cluster-2": (
         "ClusterExecutor(processes=2, max_workers=100)",
-        functools.partial(run_cluster, 2),
+        functools.partial(run_cluster, 2, None),
+    ),
+    "cluster-2-batch1000": (
+        "the same, map(..., batch_size=1000) instead of adaptive batches",
+        functools.partial(run_cluster, 2, 1000),
     ),
     "aiomultiprocess": (
         "aiomultiprocess Pool(processes=2, childconcurrency=100).map",
