@@ -562,6 +562,8 @@ def report(res: dict[str, Timed], meta: dict[str, Any]) -> tuple[str, list[dict[
         "then `await asyncio.sleep(0.001)`; no-op item: `async def noop(x): return x`",
         f"- {MAX_WORKERS} slots per process everywhere; one timed run each, wall clock, pool "
         "or cluster start-up and a 200-item warm-up not timed; results checked",
+        "- client CPU: the CPU time of the process that calls `map`, per item (all the work "
+        "for the one-process row; with a LocalCluster it includes the scheduler's)",
         "",
         "| contender | CPU+I/O items/s | n | no-op µs per item | n | client CPU µs per no-op |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -926,7 +928,7 @@ def _replace_between(path: Path, marker: str, body: str) -> None:
 
 def publish(text: str, *, scale: bool) -> None:
     """Copy a full run's report (without its title) into the docs, and its chart."""
-    body = text.split("\n", 2)[2] if text.startswith("# ") else text
+    body = (text.split("\n", 2)[2] if text.startswith("# ") else text).strip()
     if scale:
         _replace_between(ROOT / "docs" / "cluster.md", "scale", body)
         print("published into docs/cluster.md")
