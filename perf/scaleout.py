@@ -187,12 +187,17 @@ async def run_aiomultiprocess(uvloop_children: bool, spins: int, sz: Sizes) -> T
         await asyncio.wait_for(pool.join(), 30)
 
 
-def _local_cluster(n_workers: int, threads: int) -> Any:
+def _distributed() -> Any:
+    """Dask distributed, or Unavailable (it comes with ``antflow[cluster]``)."""
     try:
-        from distributed import LocalCluster
+        import distributed
     except ImportError as exc:
         raise Unavailable(f"distributed is not installed: {exc}") from exc
-    return LocalCluster(
+    return distributed
+
+
+def _local_cluster(n_workers: int, threads: int) -> Any:
+    return _distributed().LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads,
         processes=True,
@@ -211,7 +216,7 @@ async def _dask_map(client: Any, fn: Callable[..., Any], data: list[int], **kw: 
 
 
 async def run_dask(threads: int, spins: int, sz: Sizes) -> Timed:
-    from distributed import Client
+    Client = _distributed().Client
 
     async with _local_cluster(2, threads) as cluster, Client(cluster, asynchronous=True) as c:
         await c.wait_for_workers(2, timeout=60)
@@ -363,8 +368,8 @@ async def run_scale_sched(n: int) -> Timed:
     per second, not one round trip per task (2 tasks per 1-thread worker at a time, Dask's
     default, measures the latency instead: about a third of the rate here).
     """
+    Client = _distributed().Client
     import dask
-    from distributed import Client
 
     saturation = {"distributed.scheduler.worker-saturation": float("inf")}
     with dask.config.set(saturation):  # this process only: it is the child of one job
@@ -437,7 +442,7 @@ async def run_scale_cluster(processes: int, n: int, quick: bool) -> Timed:
 
 
 async def run_scale_dask(workers: int, n: int) -> Timed:
-    from distributed import Client
+    Client = _distributed().Client
 
     sleeper = functools.partial(items.sleeper, seconds=SLEEP_S)
     async with (
