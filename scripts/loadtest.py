@@ -126,6 +126,8 @@ class Measurement:
     offered_rps: float | None = None  # h2load: the arrival rate asked for
     note: str = ""
     latencies_ms: list[float] = dataclasses.field(default_factory=list, repr=False)  # h2load
+    app_cpu: float | None = None  # the app process's CPU seconds per second of the run
+    app_cpu_ms_per_request: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -375,6 +377,14 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start; see {self.log_path.relative_to(ROOT)}")
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server process so far (Linux), else None."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def wait_idle(self, timeout: float = 15.0) -> None:
         """Until the app serves no request: what a warm-up left behind must not be measured."""
         deadline = time.monotonic() + timeout
@@ -594,6 +604,7 @@ class Run:
         self.wrk_script = LOGS / "wrk-report.lua"
         self.downstream: Server | None = None
         self.mixed_background_n = 0
+        self.revision = antflow_revision()  # before the run: antflow/ may change during it
         self.mixed_offered = 0.0
 
     def python(self, contender: Contender) -> str:
@@ -668,16 +679,24 @@ class Run:
                 try:
                     app = apps[c.key]
                     log = LOGS / f"wrk-{c.key}-{round_no}.log"
+                    cpu = app.cpu_seconds()
                     m = wrk_run(f"{app.url}/fanout/{c.mode}", s.duration, s.connections,
                                 self.wrk_script, log)  # fmt: skip
-                    outcome.saturation_rounds.append((round_no, m))
+                    _, health = http("GET", f"{app.url}/health")
                     app.wait_idle()  # what the last connections left behind is not the next's
+                    cpu_after = app.cpu_seconds()
+                    served = m.requests + int(health.get("in_flight", 0))  # + those cut off
+                    if cpu is not None and cpu_after is not None and served:
+                        m.app_cpu_ms_per_request = (cpu_after - cpu) * 1000 / served
+                        m.app_cpu = m.app_cpu_ms_per_request * m.rps / 1000
+                    outcome.saturation_rounds.append((round_no, m))
                 except Exception as exc:
                     self.fail(outcome, "saturation", exc)
                     continue
                 self.say(
                     f"  round {round_no + 1}/{s.rounds} saturation {c.label:<20} "
-                    f"{m.rps:7.1f} req/s  p99 {fmt_ms(m.p99_ms)}  errors {m.errors} "
+                    f"{m.rps:7.1f} req/s  p99 {fmt_ms(m.p99_ms)}  app CPU "
+                    f"{m.app_cpu_ms_per_request or 0:.2f} ms/request  errors {m.errors} "
                     f"non-2xx {m.non_2xx}"
                 )
 
@@ -827,6 +846,30 @@ def targets(run: Run) -> list[dict[str, Any]]:
     return out
 
 
+def antflow_revision() -> str:
+    """The commit whose antflow was measured, and whether antflow/ had uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "antflow"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown revision"
+    if not head:
+        return "unknown revision"
+    return f"{head} + uncommitted changes in antflow/" if dirty else head
+
+
 def machine() -> str:
     import platform
 
@@ -837,7 +880,8 @@ def report(run: Run, notes: list[str], started: float) -> str:
     s = run.s
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
     lines = [
-        f"## Load test ({'quick' if s.quick else 'full'} run, {when}, {machine()})",
+        f"## Load test ({'quick' if s.quick else 'full'} run, {when}, {machine()}; "
+        f"antflow at {run.revision})",
         "",
         f"App: Starlette on uvicorn (uvloop, 1 worker); each request = {FANOUT} downstream "
         f"calls of {s.delay * 1000:g} ms; limit {s.max_workers} calls in flight per process. "
@@ -847,11 +891,13 @@ def report(run: Run, notes: list[str], started: float) -> str:
         f"### Saturation (wrk, {s.connections} keep-alive connections, {s.rounds} rounds)",
         "",
         "requests/s is the median over the rounds; p50 / p99 / p99.9 are those of the median "
-        "round (closed loop: they show the queue inside the app at saturation).",
+        "round (closed loop: they show the queue inside the app at saturation). App CPU: the "
+        "app process's CPU time per request served and its share of one core during the "
+        "round (medians over the rounds).",
         "",
         "| contender | requests/s | min - max | / gather+Semaphore (paired) | p50 | p99 | p99.9 "
-        "| errors | non-2xx |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| app CPU per request | app CPU busy | errors | non-2xx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     gather = run.outcomes.get(BASELINE)
     for o in run.outcomes.values():
@@ -859,10 +905,14 @@ def report(run: Run, notes: list[str], started: float) -> str:
             m = sorted(o.saturation, key=lambda x: x.rps)[len(o.saturation) // 2]
             rates = [x.rps for x in o.saturation]
             ratio = paired_ratio(o, gather) if gather else None
+            cpu = [x.app_cpu_ms_per_request for x in o.saturation if x.app_cpu_ms_per_request]
+            busy = [x.app_cpu for x in o.saturation if x.app_cpu]
             lines.append(
                 f"| {o.contender.label} | {o.saturation_rps:.0f} | {min(rates):.0f} - "
                 f"{max(rates):.0f} | {f'{ratio:.2f}' if ratio else '-'} | {fmt_ms(m.p50_ms)} | "
                 f"{fmt_ms(m.p99_ms)} | {fmt_ms(m.p999_ms)} | "
+                f"{f'{statistics.median(cpu):.2f} ms' if cpu else '-'} | "
+                f"{f'{statistics.median(busy):.0%}' if busy else '-'} | "
                 f"{sum(x.errors for x in o.saturation)} | {sum(x.non_2xx for x in o.saturation)} |"
             )
     base = run.baseline_rps()
@@ -942,6 +992,7 @@ def summary_json(run: Run, notes: list[str]) -> dict[str, Any]:
     return {
         "settings": dataclasses.asdict(run.s),
         "machine": machine(),
+        "antflow_revision": run.revision,
         "baseline_rps": run.baseline_rps(),
         "mixed": {"background_n": run.mixed_background_n, "offered_rps": run.mixed_offered},
         "contenders": {
@@ -1000,7 +1051,7 @@ def chart(run: Run, path: Path) -> str | None:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, "x:", color=color, alpha=0.6)
     ax.set_yscale("log")
-    ax.set_title("latency at fixed offered rates (h2load): p99 solid, p50 dotted")
+    ax.set_title("fixed offered rates (h2load): p99 o-, p50 x:")
     ax.set_xlabel("offered requests/s")
     ax.set_ylabel("ms")
     ax.legend(fontsize=8)

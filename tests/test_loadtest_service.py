@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT / "perf" / "service"))
 import service_app  # noqa: E402
 from downstream import create_downstream_app  # noqa: E402
 
+import antflow  # noqa: E402
 from antflow import ExecutorShutdownError  # noqa: E402
 
 
@@ -43,6 +45,7 @@ def _load_script() -> Any:
 loadtest = _load_script()
 
 SQUARES = [i * i for i in range(20)]
+IMPORTED_ANTFLOW = os.path.abspath(antflow.__file__ or "")
 
 
 class Partner:
@@ -140,7 +143,8 @@ async def test_an_unknown_mode_is_not_found() -> None:
 async def test_health_names_the_antflow_in_use_and_the_modes() -> None:
     async with service() as (client, _, _):
         health = (await client.get("/health")).json()
-        assert health["antflow_file"] == str(ROOT / "antflow" / "__init__.py")
+        assert health["antflow_file"] == IMPORTED_ANTFLOW
+        assert health["antflow"] == antflow.__version__
         assert health["modes"] == list(service_app.MODES)
         assert health["max_workers"] == 100
 
@@ -360,6 +364,37 @@ def test_h2load_requests_without_a_response_count_as_errors() -> None:
     log = H2LOAD_LOG.replace("\t200\t2739", "\t-1\t2739").replace("\t200\t2724", "\t-1\t2724")
     m = loadtest.h2load_measurement(stdout, log, offered_rps=200.0)
     assert (m.requests, m.errors, m.non_2xx) == (6, 2, 0)
+
+
+def test_rounds_at_one_rate_pool_their_latencies() -> None:
+    first = loadtest.h2load_measurement(H2LOAD_OUTPUT, H2LOAD_LOG, offered_rps=200.0)
+    second = loadtest.h2load_measurement(H2LOAD_OUTPUT_404, H2LOAD_LOG_404, offered_rps=200.0)
+    both = loadtest.pooled([first, second])
+    assert both.requests == 8 and both.latencies_ms == first.latencies_ms
+    assert (both.errors, both.non_2xx) == (0, 4)
+    assert both.p99_ms == first.p99_ms
+    assert both.rps == pytest.approx((first.rps + second.rps) / 2)
+    again = loadtest.pooled([first, first])
+    assert again.requests == 16
+    assert again.p50_ms == first.p50_ms
+
+
+def test_the_saturation_ratio_pairs_the_rounds() -> None:
+    def outcome(key: str, rates: dict[int, float]) -> Any:
+        contender = next(c for c in loadtest.CONTENDERS if c.key == key)
+        o = loadtest.Outcome(contender)
+        for round_no, rps in rates.items():
+            m = loadtest.parse_wrk(WRK_OUTPUT)
+            m.rps = rps
+            o.saturation_rounds.append((round_no, m))
+        return o
+
+    # The machine slowed down in round 1: antflow is 1.5x gather in every round all the same.
+    antflow = outcome("antflow", {0: 300.0, 1: 150.0, 2: 330.0})
+    gather = outcome("gather", {0: 200.0, 1: 100.0, 2: 220.0, 3: 999.0})
+    assert loadtest.paired_ratio(antflow, gather) == pytest.approx(1.5)
+    assert antflow.saturation_rps == 300.0
+    assert loadtest.paired_ratio(antflow, outcome("gather", {})) is None
 
 
 def test_h2load_output_without_a_summary_is_refused() -> None:
