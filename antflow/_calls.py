@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import types
+from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -24,6 +25,7 @@ from collections.abc import (
     Iterator,
 )
 from itertools import islice
+from time import perf_counter
 from typing import Any, Generic, TypeVar
 
 from ._options import Options
@@ -111,9 +113,13 @@ class _Call(Generic[_T]):
         self._results: list[Any] = []
         self._low_water = -1
         self._head_pos = -1
-        # map_iter keeps results in a ring of ``window`` places (``_ring``); map in a list
-        # by input position (``_ring`` 0).
-        self._ring = 0
+        # map_iter keeps results in a ring of ``window`` places (``_places``); map in a
+        # list by input position (``_places`` 0).
+        self._places = 0
+        # The call's lane: its entries waiting for a worker (see Pool), and with timing
+        # on, when each place's entry was queued.
+        self._lane: deque[Any] = deque()
+        self._queued_at: list[float] = []
         self._exhausted = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -217,12 +223,12 @@ class _Call(Generic[_T]):
 
     def _fill_sync(self, room: int) -> None:
         # No await here: the counters are settled once, after the loop.
-        append = self._pool._queue.append
-        ring = self._ring
+        append = self._lane.append
+        places = self._places
         start = index = self._count
         try:
             for args in islice(self._source, room):
-                append((self, index % ring if ring else index, args))
+                append((self, index % places if places else index, args))
                 index += 1
         finally:
             self._fed(index - start)
@@ -239,17 +245,31 @@ class _Call(Generic[_T]):
                 self._exhausted = True
                 return
             index = self._count
-            self._pool._queue.append((self, index % self._ring if self._ring else index, args))
+            self._lane.append((self, index % self._places if self._places else index, args))
             self._fed(1)
 
     def _fed(self, n: int) -> None:
+        """``n`` entries were added to the lane: count them, and let a worker know."""
         if n:
+            pool = self._pool
+            if pool._timings is not None:
+                self._stamp(self._count, n)
             self._count += n
             self._in_flight += n
-            pool = self._pool
             pool._submitted += n
+            if len(self._lane) == n:
+                pool._ring.append(self._lane)  # the lane was empty: it takes turns again
             if not pool._waking:
                 pool.wake_worker()
+
+    def _stamp(self, start: int, n: int) -> None:
+        now = perf_counter()
+        places = self._places
+        if places:
+            for index in range(start, start + n):
+                self._queued_at[index % places] = now
+        else:
+            self._queued_at.extend([now] * n)  # map: one place per input, like _results
 
     async def _close_source(self) -> None:
         # A call that ends consumes no more of its input: close an async input (an async
@@ -356,7 +376,9 @@ class IterState(_Call[_T]):
         self._head = 0  # the input position of the next result to yield
         self._head_pos = 0  # its place in the ring
         self._results = [_MISSING] * self._window
-        self._ring = self._window
+        self._places = self._window
+        if self._pool._timings is not None:
+            self._queued_at = [0.0] * self._window
         self._failed: dict[int, BaseException] = {}  # by place in the ring
         self._finished = False
         self._refill_at = self._window // 2

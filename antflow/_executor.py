@@ -14,6 +14,7 @@ import concurrent.futures
 import contextvars
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from time import perf_counter
 from typing import Any, Final, TypeVar
 
 from ._base import BaseExecutor
@@ -30,6 +31,7 @@ from ._options import (
 from ._pool import Pool
 from ._ratelimit import RateLimiter
 from ._stats import ExecutorStats
+from ._timing import TaskTimings
 
 __all__ = ["AsyncExecutor"]
 
@@ -64,6 +66,7 @@ class AsyncExecutor(BaseExecutor):
         task_timeout: float | None = None,
         propagate_context: bool = False,
         name: str | None = None,
+        timing: bool = False,
     ) -> None:
         if max_workers is None:
             max_workers = _default_max_workers()
@@ -92,7 +95,7 @@ class AsyncExecutor(BaseExecutor):
             self._default_opts = Options(
                 0, 0.1, None, task_timeout, self._limiter, bool(propagate_context)
             )
-        self._pool: Final = Pool(max_workers, max_pending, self._name)
+        self._pool: Final = Pool(max_workers, max_pending, self._name, bool(timing))
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -105,6 +108,11 @@ class AsyncExecutor(BaseExecutor):
     def name(self) -> str:
         """The executor's name: its worker tasks are ``<name>-worker-<n>``."""
         return self._name
+
+    @property
+    def timings(self) -> TaskTimings | None:
+        """With ``timing=True``, the histograms of queue and run times; else None."""
+        return self._pool._timings
 
     def stats(self) -> ExecutorStats:
         """Return a snapshot of the counters; cheap enough to call per request."""
@@ -179,7 +187,12 @@ class AsyncExecutor(BaseExecutor):
         future: AsyncFuture[_T] = AsyncFuture(pool, fn, args, kwargs or None, opts)
         if opts is not None and opts.context:
             future._context = contextvars.copy_context()
-        pool._queue.append(future)
+        if pool._timings is not None:
+            future._queued_at = perf_counter()
+        lane = pool._submits
+        if not lane:
+            pool._ring.append(lane)  # the lane takes turns again
+        lane.append(future)
         pool._submitted += 1
         if not pool._waking:
             pool.wake_worker()
@@ -352,7 +365,9 @@ class AsyncExecutor(BaseExecutor):
 
     # -- shutdown ------------------------------------------------------------------------
 
-    async def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+    async def shutdown(
+        self, wait: bool = True, cancel_futures: bool = False, timeout: float | None = None
+    ) -> None:
         """Stop accepting work and release the workers once the accepted work is done.
 
         ``wait=True`` returns when every queued item, and every ``map``/``map_iter``
@@ -360,13 +375,29 @@ class AsyncExecutor(BaseExecutor):
         cancels the items that have not started (and stops the calls in progress with
         :class:`ExecutorShutdownError`); running items are left to finish. A second call
         is harmless (with ``wait=True`` it waits too).
+
+        ``timeout`` (with ``wait=True``) bounds the wait, for a graceful drain: past it,
+        the queued futures are cancelled, the calls in progress stop with
+        :class:`ExecutorShutdownError`, the running items are cancelled, and the call
+        returns once every worker has exited.
         """
+        if timeout is not None:
+            check_timeout(timeout)
+            if not wait:
+                raise ValueError("shutdown(timeout=...) bounds the wait: it needs wait=True")
         pool = self._pool
         pool.close(cancel_futures)
-        if wait:
+        if not wait:
+            return
+        if timeout is None or pool._loop is None:
             await pool.drained()
+            return
+        handle = pool._loop.call_later(timeout, pool.terminate)
+        try:
+            await pool.drained()
+        finally:
+            handle.cancel()
 
     async def __aenter__(self) -> AsyncExecutor:
         self._pool.bind()
         return self
-

@@ -73,6 +73,7 @@ class AsyncFuture(Generic[_T]):
         "_listeners",
         "_opts",
         "_owner",
+        "_queued_at",
         "_result",
         "_runner",
         "_state",
@@ -101,6 +102,9 @@ class AsyncFuture(Generic[_T]):
         # The task whose cancellation cancels this item while it runs.
         self._runner: asyncio.Task[Any] | None = None
         self._context: contextvars.Context | None = None
+        # ``_queued_at`` (when it was queued) is set only by an executor with timing on,
+        # and read only there: left unset, it costs the others nothing.
+        self._queued_at: float
 
     # -- the public surface ------------------------------------------------------------
 

@@ -1,13 +1,19 @@
 """The pool: ``max_workers`` slots, each a long-lived worker coroutine, on raw loop futures.
 
-A worker pops entries from one deque and awaits each item's coroutine inline: no Task, no
-queue object and no lock per item. An entry is an :class:`AsyncFuture` (from ``submit``)
-or a ``(call, place, args)`` tuple, an item of a ``map`` / ``map_iter`` call (see
-_calls), which needs no future of its own. An idle worker parks on a raw future from
-``loop.create_future()``; new work wakes one parked worker when none is already on its
-way, and a woken worker that finds more work wakes the next ones (see wake_worker). The
-loop is single-threaded, so the pool's state lives in plain attributes that change only
-between two awaits.
+Work waits in *lanes*, one per caller: a deque for the stream of ``submit`` calls and one
+for each ``map`` / ``map_iter`` call in progress. The lanes that hold work stand in a
+ring, and a worker that is free takes the next entry from the lane at the head of the
+ring, then moves that lane to the back: callers get turns, round robin, so a small
+request waits for about one freed worker, not behind another caller's whole window.
+With one caller the ring has one lane and a turn costs two comparisons.
+
+A worker awaits each item's coroutine inline: no Task, no queue object and no lock per
+item. An entry is an :class:`AsyncFuture` (from ``submit``) or a ``(call, place, args)``
+tuple, an item of a ``map`` / ``map_iter`` call (see _calls), which needs no future of
+its own. An idle worker parks on a raw future from ``loop.create_future()``; new work
+wakes one parked worker when none is already on its way, and a woken worker that finds
+more work wakes the next ones (see wake_worker). The loop is single-threaded, so the
+pool's state lives in plain attributes that change only between two awaits.
 
 The pool knows nothing of the public API, of progress bars or metrics. What it asks of a
 call is the small set of attributes and methods listed in :class:`Call`.
@@ -18,13 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
+from time import perf_counter
 from typing import Any, Final, Protocol
 
-from ._compat import HAS_UNCANCEL, cancelling, create_task, uncancel
+from ._compat import HAS_UNCANCEL, create_task, uncancel
 from ._errors import ExecutorShutdownError
-from ._future import CANCELLED, FINISHED, PENDING, RUNNING, AsyncFuture
+from ._future import FINISHED, PENDING, RUNNING, AsyncFuture
 from ._options import Options, failure, run_with_options
+from ._slot import Slot, future_cancelled, future_failed
 from ._stats import ExecutorStats
+from ._timing import TaskTimings
 
 __all__ = ["CLOSED", "CLOSING", "OPEN", "Call", "Pool"]
 
@@ -49,6 +58,8 @@ class Call(Protocol):
     _plain: bool  # one iterable and no options: the entry holds the bare value
     _single: bool  # one iterable: fn takes the value as its one argument
     _context: contextvars.Context | None
+    _lane: deque[Any]  # the call's entries waiting for a worker
+    _queued_at: list[float]  # with timing on: when each place's entry was queued
     _results: list[Any]  # where the worker puts a result, at the entry's place
     _in_flight: int
     _low_water: int
@@ -66,17 +77,6 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class _Slot:
-    """What one worker runs for a map/map_iter call: the call can cancel it through this."""
-
-    __slots__ = ("_runner", "cancelled", "item")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self._runner: asyncio.Task[Any] = task  # what to cancel: the worker, or an item Task
-        self.item: Any = None  # the (call, place, args) entry running now, None between items
-        self.cancelled: asyncio.Task[Any] | None = None  # what the call cancelled, if it did
-
-
 class Pool:
     """Run queued entries on at most ``max_workers`` worker coroutines of one loop.
 
@@ -85,24 +85,28 @@ class Pool:
     the pool is closed once no worker and no call is left.
     """
 
-    def __init__(self, max_workers: int, max_pending: int, name: str) -> None:
+    def __init__(self, max_workers: int, max_pending: int, name: str, timing: bool) -> None:
         self._max_workers: Final = max_workers
         self._max_pending: Final = max_pending
         self._name: Final = name
+        self._timings: Final = TaskTimings() if timing else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = OPEN
-        self._queue: deque[Any] = deque()  # AsyncFuture or (call, place, args)
+        self._submits: deque[AsyncFuture[Any]] = deque()  # the lane of submit()
+        # The lanes that hold entries, in turn. A list: the worker reads ring[0] per item,
+        # which is far cheaper on a list than on a deque; rotating a few lanes is cheap.
+        self._ring: list[deque[Any]] = []
         self._idle: deque[asyncio.Future[None]] = deque()  # parked workers' wake-up futures
         self._room_waiters: deque[asyncio.Future[None]] = deque()  # waiting for queue room
         self._workers: set[asyncio.Task[None]] = set()
-        self._slots: dict[asyncio.Task[Any], _Slot] = {}
+        self._slots: dict[asyncio.Task[Any], Slot] = {}
         self._full = False  # every slot has a worker
         self._worker_seq = 0
         self._waking = 0  # workers woken (or started) that have not looked at the queue yet
         self._calls: set[Any] = set()  # map / map_iter calls in progress
         self._drained: asyncio.Future[None] | None = None  # set when the last worker exits
-        # Counters (see ExecutorStats). Queue entries that are dead (futures cancelled
-        # while queued) stay until a worker skips them.
+        # Counters (see ExecutorStats). Entries that are dead (futures cancelled while
+        # queued) stay in their lane until a worker skips them.
         self._submitted = 0
         self._dead = 0
         self._completed = 0
@@ -114,9 +118,9 @@ class Pool:
 
     @property
     def pending(self) -> int:
-        # Items queued and not started: the queue less its dead entries. Deriving the
-        # count spares the hot path an update per item.
-        return len(self._queue) - self._dead
+        # Items queued and not started: the lanes' entries less the dead ones. Deriving
+        # the count (the ring holds a few lanes) spares the hot path an update per item.
+        return sum(map(len, self._ring)) - self._dead
 
     @property
     def running(self) -> int:
@@ -139,7 +143,7 @@ class Pool:
         return (
             f"{STATE_NAMES[self._state]} max_workers={self._max_workers} "
             f"workers={len(self._workers)} idle={len(self._idle)} pending={self.pending} "
-            f"running={self.running} calls={len(self._calls)}"
+            f"running={self.running} calls={len(self._calls)} lanes={len(self._ring)}"
         )
 
     def bind(self) -> asyncio.AbstractEventLoop:
@@ -235,7 +239,8 @@ class Pool:
     def _spread(self) -> None:
         """A worker that has just woken found more work queued: bring in two more, so
         that a burst reaches the whole pool in a few loop iterations."""
-        if self.wake_worker() and len(self._queue) > 1:
+        ring = self._ring
+        if self.wake_worker() and (len(ring) > 1 or len(ring[0]) > 1):
             self.wake_worker()
 
     def _start_worker(self) -> None:
@@ -259,14 +264,14 @@ class Pool:
     def _worker_exited(self, task: asyncio.Task[None], replace: bool) -> None:
         self._workers.discard(task)
         self._full = False
-        if replace and self._queue and self._state != CLOSED:
+        if replace and self._ring and self._state != CLOSED:
             self._start_worker()
         else:
             self._maybe_closed()
 
     def release_idle_workers(self) -> None:
         """If nothing is left to feed the queue, wake parked workers so that they exit."""
-        if self._state == OPEN or self._calls or self._queue:
+        if self._state == OPEN or self._calls or self._ring:
             return
         idle = self._idle
         while idle:
@@ -283,9 +288,11 @@ class Pool:
         assert loop is not None
         task = asyncio.current_task()
         assert task is not None
-        slot = _Slot(task)
+        slot = Slot(task)
         self._slots[task] = slot
-        queue = self._queue
+        ring = self._ring
+        timings = self._timings
+        started = 0.0
         ran = 0
         coro: Any = None  # the item's coroutine, kept for failure()
         item: Any = None
@@ -296,7 +303,7 @@ class Pool:
         fresh = True
         try:
             while True:
-                if not queue:
+                if not ring:
                     if self._state != OPEN and not self._calls:
                         self.release_idle_workers()  # the others have nothing left either
                         return
@@ -312,13 +319,20 @@ class Pool:
                             self._waking -= 1
                     fresh = True
                     continue
-                item = queue.popleft()
+                # A turn: the next entry of the lane at the head of the ring; the lane
+                # leaves the ring when empty, else goes to the back if others wait.
+                lane = ring[0]
+                item = lane.popleft()
+                if not lane:
+                    del ring[0]
+                elif len(ring) > 1:
+                    ring.append(ring.pop(0))
                 if fresh:
                     # Just woken (or started), and work is left: bring in more workers.
                     # Every enqueue wakes a worker when none is waking, so only a worker
                     # that has just woken needs to look.
                     fresh = False
-                    if queue and (self._idle or not self._full):
+                    if ring and (self._idle or not self._full):
                         self._spread()
                 # The two kinds of entry are run by two branches that mirror each other
                 # (call, await, settle the outcome) on purpose: a shared helper would
@@ -329,6 +343,9 @@ class Pool:
                     slot.item = item
                     if self._room_waiters:
                         self.on_room()
+                    if timings is not None:
+                        started = perf_counter()
+                        timings.observe_queue(started - call._queued_at[pos])
                     try:
                         if call._plain:
                             # No options, one iterable: the call fed the bare value.
@@ -349,14 +366,14 @@ class Pool:
                                 give_back=True,
                             )
                     except asyncio.CancelledError:
-                        if not self._slot_cancelled(slot, task):
+                        if not slot.settle_cancelled(task, self):
                             replace = not HAS_UNCANCEL
                             raise
                     except (KeyboardInterrupt, SystemExit) as exc:
-                        self._slot_failed(slot, exc)
+                        slot.failed(exc, self)
                         raise
                     except BaseException as exc:
-                        self._slot_failed(slot, failure(exc, call._fn, coro))
+                        slot.failed(failure(exc, call._fn, coro), self)
                         coro = None
                     else:
                         if slot.item is item:
@@ -369,7 +386,7 @@ class Pool:
                             if call._in_flight <= call._low_water or pos == call._head_pos:
                                 call._wake()
                         elif slot.cancelled is not None:
-                            self._slot_cancelled(slot, task)  # it swallowed our cancel
+                            slot.settle_cancelled(task, self)  # it swallowed our cancel
                 else:
                     # -- a submitted AsyncFuture ----------------------------------------
                     if item._state != PENDING:  # cancelled while queued: a dead entry
@@ -379,6 +396,9 @@ class Pool:
                     item._runner = task
                     if self._room_waiters:
                         self.on_room()
+                    if timings is not None:
+                        started = perf_counter()
+                        timings.observe_queue(started - item._queued_at)
                     try:
                         if item._opts is None:
                             fn = item._fn
@@ -396,14 +416,14 @@ class Pool:
                                 self.count_retry,
                             )
                     except asyncio.CancelledError:
-                        if not self._item_cancelled(item, task):
+                        if not future_cancelled(item, task):
                             replace = not HAS_UNCANCEL
                             raise
                     except (KeyboardInterrupt, SystemExit) as exc:
-                        self._item_failed(item, exc)
+                        future_failed(item, exc, self)
                         raise
                     except BaseException as exc:
-                        self._item_failed(item, failure(exc, item._fn, coro))
+                        future_failed(item, failure(exc, item._fn, coro), self)
                         coro = None
                     else:
                         if item._state == RUNNING:
@@ -416,70 +436,26 @@ class Pool:
                         elif item._runner is task:
                             # Cancelled while it ran, but it swallowed the CancelledError.
                             uncancel(task)
+                if timings is not None:
+                    timings.observe_run(perf_counter() - started)
                 ran += 1
                 if ran == _YIELD_EVERY:
                     ran = 0
                     item = call = args = coro = result = None  # as when parking, above
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
-            # The worker itself was cancelled (loop teardown): its item ends cancelled.
+            # The worker itself was cancelled (loop teardown, or a shutdown whose timeout
+            # ran out): its item ends cancelled.
             if type(item) is not tuple and item is not None:
                 if item._state == RUNNING:
                     item._runner = None
                     item.cancel()
             elif slot.item is not None:
-                self._slot_ended_cancelled(slot)
+                slot.ended_cancelled(self)
             raise
         finally:
             del self._slots[task]
             self._worker_exited(task, replace)
-
-    # -- an outcome off the fast path: cancelled or failed -------------------------------
-
-    def _item_cancelled(self, item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:
-        """Settle a CancelledError out of an item; return False if the worker must stop."""
-        if item._state == CANCELLED and item._runner is task:
-            # Our own cancel, sent by item.cancel(): consume it. A cancel from outside
-            # (loop teardown) may have come too; then the worker stops as asked.
-            return uncancel(task) == 0
-        # The item raised CancelledError itself, or the worker was cancelled from
-        # outside while the item ran (3.10 cannot tell these apart, see _work).
-        outside = cancelling(task) > 0
-        if item._state == RUNNING:
-            item._runner = None
-            item.cancel()
-        return not outside
-
-    def _item_failed(self, item: AsyncFuture[Any], exc: BaseException) -> None:
-        if item._state == RUNNING:
-            self._failed += 1
-            item._set_exception(exc)
-
-    def _slot_cancelled(self, slot: _Slot, task: asyncio.Task[Any]) -> bool:
-        """Like _item_cancelled, for a call item."""
-        cancelled = slot.cancelled
-        if cancelled is not None:
-            slot.cancelled = None
-            # Only a cancel of the worker itself needs undoing (not one of an item Task).
-            return cancelled is not task or uncancel(task) == 0
-        outside = cancelling(task) > 0
-        if slot.item is not None:
-            self._slot_ended_cancelled(slot)
-        return not outside
-
-    def _slot_ended_cancelled(self, slot: _Slot) -> None:
-        call, pos, _ = slot.item
-        slot.item = None
-        self._cancelled += 1
-        call._item_failed(pos, asyncio.CancelledError())
-
-    def _slot_failed(self, slot: _Slot, exc: BaseException) -> None:
-        item = slot.item
-        if item is not None:
-            slot.item = None
-            self._failed += 1
-            call, pos, _ = item
-            call._item_failed(pos, exc)
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -488,22 +464,17 @@ class Pool:
         for slot in self._slots.values():
             item = slot.item
             if item is not None and item[0] is call:
-                slot.item = None
-                slot.cancelled = slot._runner
-                self._cancelled += 1
-                slot._runner.cancel()
-        # Drop its queued entries now (in place: workers hold the deque), so that their
-        # inputs are freed at once; they count as cancelled.
-        queue = self._queue
-        if queue:
-            kept = [entry for entry in queue if type(entry) is not tuple or entry[0] is not call]
-            queued = len(queue) - len(kept)
-            if queued:
-                queue.clear()
-                queue.extend(kept)
-                self._cancelled += queued
-                for _ in range(min(queued, len(self._room_waiters))):
-                    self.on_room()
+                slot.cancel(self)
+        # Drop its queued entries now, so that their inputs are freed at once; they
+        # count as cancelled.
+        lane = call._lane
+        if lane:
+            queued = len(lane)
+            lane.clear()
+            self._ring.remove(lane)
+            self._cancelled += queued
+            for _ in range(min(queued, len(self._room_waiters))):
+                self.on_room()
         self._calls.discard(call)
         if self._state == CLOSING:
             self.release_idle_workers()
@@ -519,21 +490,36 @@ class Pool:
                 if not room_waiter.done():
                     room_waiter.set_result(None)  # they will see the pool closed
         if cancel_futures:
-            error = ExecutorShutdownError("the executor was shut down with cancel_futures=True")
-            for call in list(self._calls):
-                call.abort(error)  # each call takes its entries out of the queue
-            queue = self._queue
-            for future in list(queue):  # (a cancel's listeners must not see it change)
-                if future._state == PENDING:
-                    future.cancel()
-            queue.clear()  # all dead now
-            self._dead = 0
-        elif self._queue and not self._workers and self._loop is not None:
+            self._cancel_queued(
+                ExecutorShutdownError("the executor was shut down with cancel_futures=True")
+            )
+        elif self._ring and not self._workers and self._loop is not None:
             # Queued work and no worker left (they were cancelled from outside): start
             # one, or the queued futures would never end.
             self.wake_worker()
         self.release_idle_workers()
         self._maybe_closed()
+
+    def terminate(self) -> None:
+        """End all work now (a shutdown's timeout ran out): stop every call with
+        ExecutorShutdownError, cancel every queued future, and cancel the workers, whose
+        running items end cancelled as their coroutines unwind."""
+        self._cancel_queued(
+            ExecutorShutdownError("the executor was shut down: its shutdown timeout ran out")
+        )
+        for worker in list(self._workers):
+            worker.cancel()
+
+    def _cancel_queued(self, error: BaseException) -> None:
+        for call in list(self._calls):
+            call.abort(error)  # each call takes its entries out of the ring
+        lane = self._submits
+        for future in list(lane):  # (a cancel's listeners must not see the lane change)
+            if future._state == PENDING:
+                future.cancel()
+        lane.clear()  # all dead now
+        self._ring.clear()
+        self._dead = 0
 
     async def drained(self) -> None:
         """Return once a closing pool has no worker and no call left."""

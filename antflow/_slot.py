@@ -1,0 +1,93 @@
+"""How a worker settles an item's outcome when it is not a plain success.
+
+The pool's worker inlines the success path of both kinds of entry; the rarer outcomes
+(an exception, a cancellation, a cancel that the item swallowed) come here. They update
+the pool's counters, which the functions see through :class:`Counters`, before they
+resolve anything, so whoever sees an item ended sees it counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from ._compat import cancelling, uncancel
+from ._future import CANCELLED, RUNNING, AsyncFuture
+
+__all__ = ["Counters", "Slot", "future_cancelled", "future_failed"]
+
+
+class Counters(Protocol):
+    _failed: int
+    _cancelled: int
+
+
+class Slot:
+    """What one worker runs for a map/map_iter call: the call can cancel it through this.
+
+    ``item`` is the ``(call, place, args)`` entry running now (None between items);
+    ``_runner`` is the Task to cancel (the worker, or an item Task with a context);
+    ``cancelled`` is the Task that the call cancelled, until the worker has seen it.
+    """
+
+    __slots__ = ("_runner", "cancelled", "item")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._runner: asyncio.Task[Any] = task
+        self.item: Any = None
+        self.cancelled: asyncio.Task[Any] | None = None
+
+    def cancel(self, counts: Counters) -> None:
+        """Cancel the item running here (its call is ending); it counts as cancelled."""
+        self.item = None
+        self.cancelled = self._runner
+        counts._cancelled += 1
+        self._runner.cancel()
+
+    def settle_cancelled(self, task: asyncio.Task[Any], counts: Counters) -> bool:
+        """A CancelledError came out of this slot's item; return False if the worker
+        must stop (it was cancelled from outside as well)."""
+        cancelled = self.cancelled
+        if cancelled is not None:
+            self.cancelled = None
+            # Only a cancel of the worker itself needs undoing (not one of an item Task).
+            return cancelled is not task or uncancel(task) == 0
+        outside = cancelling(task) > 0
+        if self.item is not None:
+            self.ended_cancelled(counts)
+        return not outside
+
+    def ended_cancelled(self, counts: Counters) -> None:
+        call, pos, _ = self.item
+        self.item = None
+        counts._cancelled += 1
+        call._item_failed(pos, asyncio.CancelledError())
+
+    def failed(self, exc: BaseException, counts: Counters) -> None:
+        item = self.item
+        if item is not None:
+            self.item = None
+            counts._failed += 1
+            call, pos, _ = item
+            call._item_failed(pos, exc)
+
+
+def future_cancelled(item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:
+    """A CancelledError came out of a future's item; return False if the worker must stop."""
+    if item._state == CANCELLED and item._runner is task:
+        # Our own cancel, sent by item.cancel(): consume it. A cancel from outside
+        # (loop teardown) may have come too; then the worker stops as asked.
+        return uncancel(task) == 0
+    # The item raised CancelledError itself, or the worker was cancelled from outside
+    # while the item ran (3.10 cannot tell these apart: the worker stops on both).
+    outside = cancelling(task) > 0
+    if item._state == RUNNING:
+        item._runner = None
+        item.cancel()
+    return not outside
+
+
+def future_failed(item: AsyncFuture[Any], exc: BaseException, counts: Counters) -> None:
+    if item._state == RUNNING:
+        counts._failed += 1
+        item._set_exception(exc)
