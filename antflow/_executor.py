@@ -28,10 +28,10 @@ from ._options import (
     check_timeout,
     check_window,
 )
-from ._pool import Pool
 from ._ratelimit import RateLimiter
 from ._stats import ExecutorStats
 from ._timing import TaskTimings
+from ._worker import WorkerPool
 
 __all__ = ["AsyncExecutor"]
 
@@ -95,7 +95,7 @@ class AsyncExecutor(BaseExecutor):
             self._default_opts = Options(
                 0, 0.1, None, task_timeout, self._limiter, bool(propagate_context)
             )
-        self._pool: Final = Pool(max_workers, max_pending, self._name, bool(timing))
+        self._pool: Final = WorkerPool(max_workers, max_pending, self._name, bool(timing))
 
     # -- introspection ---------------------------------------------------------------------
 

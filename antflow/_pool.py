@@ -15,8 +15,11 @@ wakes one parked worker when none is already on its way, and a woken worker that
 more work wakes the next ones (see wake_worker). The loop is single-threaded, so the
 pool's state lives in plain attributes that change only between two awaits.
 
-The pool knows nothing of the public API, of progress bars or metrics. What it asks of a
-call is the small set of attributes and methods listed in :class:`Call`.
+This module keeps the pool's books: the lanes, room for ``max_pending``, which workers
+are parked or waking, the counters, ending a call, closing and draining. The loop that
+each worker runs is in _worker (:class:`~antflow._worker.WorkerPool`). The pool knows
+nothing of the public API, of progress bars or metrics; what it asks of a call is the
+small set of attributes and methods listed in :class:`Call`.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import deque
-from time import perf_counter
 from typing import Any, Final, Protocol
 
-from ._compat import HAS_UNCANCEL, create_task, uncancel
+from ._compat import create_task
 from ._errors import ExecutorShutdownError
-from ._future import FINISHED, PENDING, RUNNING, AsyncFuture
-from ._options import Options, failure, run_with_options
-from ._slot import Slot, future_cancelled, future_failed
+from ._future import PENDING, AsyncFuture
+from ._options import Options
+from ._room import Room
+from ._slot import Slot
 from ._stats import ExecutorStats
 from ._timing import TaskTimings
 
@@ -44,10 +47,6 @@ OPEN: Final = 0
 CLOSING: Final = 1  # shut down: no new work; queued work and calls in progress finish
 CLOSED: Final = 2  # every worker has exited
 STATE_NAMES: Final = ("open", "closing", "closed")
-
-# Every how many items a worker lets the loop run other callbacks, so that a stream of
-# items that never suspend cannot starve the loop.
-_YIELD_EVERY: Final = 64
 
 
 class Call(Protocol):
@@ -97,7 +96,8 @@ class Pool:
         # which is far cheaper on a list than on a deque; rotating a few lanes is cheap.
         self._ring: list[deque[Any]] = []
         self._idle: deque[asyncio.Future[None]] = deque()  # parked workers' wake-up futures
-        self._room_waiters: deque[asyncio.Future[None]] = deque()  # waiting for queue room
+        self._room = Room(max_pending)
+        self._room_waiters = self._room.waiters  # callers waiting for room (max_pending)
         self._workers: set[asyncio.Task[None]] = set()
         self._slots: dict[asyncio.Task[Any], Slot] = {}
         self._full = False  # every slot has a worker
@@ -170,12 +170,7 @@ class Pool:
     # -- room (max_pending) ----------------------------------------------------------------
 
     def check_room(self) -> None:
-        pending = self.pending
-        if pending >= self._max_pending:
-            raise asyncio.QueueFull(
-                f"{pending} items are already waiting (max_pending={self._max_pending}); "
-                "use 'await executor.asubmit(...)' to wait for room"
-            )
+        self._room.check(self.pending)
 
     async def wait_for_room(self, accepted: bool = False) -> None:
         """Wait until fewer than ``max_pending`` items are queued.
@@ -183,36 +178,20 @@ class Pool:
         ``accepted`` work (a map call in progress) may go on after shutdown; new work
         (``asubmit``) raises ExecutorShutdownError instead.
         """
-        loop = self.bind()
-        while self.pending >= self._max_pending and (accepted or self._state == OPEN):
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._room_waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self.on_room()  # a wake-up this waiter cannot use goes to the next one
-                else:
-                    self._room_waiters.remove(waiter)
-                raise
+        limit = self._max_pending
+        await self._room.wait(
+            self.bind(),
+            lambda: self.pending >= limit and (accepted or self._state == OPEN),
+        )
         if not accepted:
             self.check_open()
-
-    def on_room(self) -> None:
-        """A pending item left the queue: let one waiter for room go on."""
-        waiters = self._room_waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
     def _future_cancelled(self, future: AsyncFuture[Any], queued: bool) -> None:
         # (FutureOwner) A queued future stays in the queue, dead, until a worker skips it.
         self._cancelled += 1
         if queued:
             self._dead += 1
-            self.on_room()
+            self._room.wake_one()
 
     # -- workers: wake, start, park ----------------------------------------------------------
 
@@ -280,182 +259,11 @@ class Pool:
                 waiter.set_result(None)
                 self._waking += 1
 
-    # -- the worker ----------------------------------------------------------------------
+    # -- the worker loop: see _worker -----------------------------------------------------
 
     async def _work(self) -> None:
-        """One slot of the pool: run queued entries one after another until shutdown."""
-        loop = self._loop
-        assert loop is not None
-        task = asyncio.current_task()
-        assert task is not None
-        slot = Slot(task)
-        self._slots[task] = slot
-        ring = self._ring
-        timings = self._timings
-        started = 0.0
-        ran = 0
-        coro: Any = None  # the item's coroutine, kept for failure()
-        item: Any = None
-        # Python 3.10 cannot tell an item's own CancelledError from a cancel of the
-        # worker, so the worker stops on both; then it is replaced if work is left.
-        replace = False
-        self._waking -= 1  # this worker was counted as waking when it was started
-        fresh = True
-        try:
-            while True:
-                if not ring:
-                    if self._state != OPEN and not self._calls:
-                        self.release_idle_workers()  # the others have nothing left either
-                        return
-                    # Suspended between items, a worker must not keep the last item's
-                    # objects alive: finished work is not retained.
-                    item = call = args = coro = result = None
-                    waiter: asyncio.Future[None] = loop.create_future()
-                    self._idle.append(waiter)
-                    try:
-                        await waiter
-                    finally:
-                        if waiter.done() and not waiter.cancelled():
-                            self._waking -= 1
-                    fresh = True
-                    continue
-                # A turn: the next entry of the lane at the head of the ring; the lane
-                # leaves the ring when empty, else goes to the back if others wait.
-                lane = ring[0]
-                item = lane.popleft()
-                if not lane:
-                    del ring[0]
-                elif len(ring) > 1:
-                    ring.append(ring.pop(0))
-                if fresh:
-                    # Just woken (or started), and work is left: bring in more workers.
-                    # Every enqueue wakes a worker when none is waking, so only a worker
-                    # that has just woken needs to look.
-                    fresh = False
-                    if ring and (self._idle or not self._full):
-                        self._spread()
-                # The two kinds of entry are run by two branches that mirror each other
-                # (call, await, settle the outcome) on purpose: a shared helper would
-                # cost a call or a coroutine per item on the hottest path of the library.
-                if type(item) is tuple:
-                    # -- an item of a map / map_iter call ------------------------------
-                    call, pos, args = item
-                    slot.item = item
-                    if self._room_waiters:
-                        self.on_room()
-                    if timings is not None:
-                        started = perf_counter()
-                        timings.observe_queue(started - call._queued_at[pos])
-                    try:
-                        if call._plain:
-                            # No options, one iterable: the call fed the bare value.
-                            coro = call._fn(args)
-                            result = await coro  # not awaitable: see failure()
-                        elif call._opts is None:
-                            coro = call._fn(*args)
-                            result = await coro
-                        else:
-                            result = await run_with_options(
-                                call._fn,
-                                (args,) if call._single else args,
-                                None,
-                                call._opts,
-                                call._context,
-                                slot,
-                                self.count_retry,
-                                give_back=True,
-                            )
-                    except asyncio.CancelledError:
-                        if not slot.settle_cancelled(task, self):
-                            replace = not HAS_UNCANCEL
-                            raise
-                    except (KeyboardInterrupt, SystemExit) as exc:
-                        slot.failed(exc, self)
-                        raise
-                    except BaseException as exc:
-                        slot.failed(failure(exc, call._fn, coro), self)
-                        coro = None
-                    else:
-                        if slot.item is item:
-                            slot.item = None
-                            self._completed += 1
-                            # Hand the result over in place (see _calls: a list for map,
-                            # a ring of window places for map_iter).
-                            call._results[pos] = result
-                            call._in_flight -= 1
-                            if call._in_flight <= call._low_water or pos == call._head_pos:
-                                call._wake()
-                        elif slot.cancelled is not None:
-                            slot.settle_cancelled(task, self)  # it swallowed our cancel
-                else:
-                    # -- a submitted AsyncFuture ----------------------------------------
-                    if item._state != PENDING:  # cancelled while queued: a dead entry
-                        self._dead -= 1
-                        continue
-                    item._state = RUNNING
-                    item._runner = task
-                    if self._room_waiters:
-                        self.on_room()
-                    if timings is not None:
-                        started = perf_counter()
-                        timings.observe_queue(started - item._queued_at)
-                    try:
-                        if item._opts is None:
-                            fn = item._fn
-                            kwargs = item._kwargs
-                            coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
-                            result = await coro  # not awaitable: see failure()
-                        else:
-                            result = await run_with_options(
-                                item._fn,
-                                item._args,
-                                item._kwargs,
-                                item._opts,
-                                item._context,
-                                item,
-                                self.count_retry,
-                            )
-                    except asyncio.CancelledError:
-                        if not future_cancelled(item, task):
-                            replace = not HAS_UNCANCEL
-                            raise
-                    except (KeyboardInterrupt, SystemExit) as exc:
-                        future_failed(item, exc, self)
-                        raise
-                    except BaseException as exc:
-                        future_failed(item, failure(exc, item._fn, coro), self)
-                        coro = None
-                    else:
-                        if item._state == RUNNING:
-                            self._completed += 1
-                            item._state = FINISHED
-                            item._result = result
-                            item._fn = item._args = item._kwargs = item._runner = None
-                            if item._listeners is not None:
-                                item._ended()
-                        elif item._runner is task:
-                            # Cancelled while it ran, but it swallowed the CancelledError.
-                            uncancel(task)
-                if timings is not None:
-                    timings.observe_run(perf_counter() - started)
-                ran += 1
-                if ran == _YIELD_EVERY:
-                    ran = 0
-                    item = call = args = coro = result = None  # as when parking, above
-                    await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            # The worker itself was cancelled (loop teardown, or a shutdown whose timeout
-            # ran out): its item ends cancelled.
-            if type(item) is not tuple and item is not None:
-                if item._state == RUNNING:
-                    item._runner = None
-                    item.cancel()
-            elif slot.item is not None:
-                slot.ended_cancelled(self)
-            raise
-        finally:
-            del self._slots[task]
-            self._worker_exited(task, replace)
+        """What each worker runs: see WorkerPool, in _worker."""
+        raise NotImplementedError
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -474,7 +282,7 @@ class Pool:
             self._ring.remove(lane)
             self._cancelled += queued
             for _ in range(min(queued, len(self._room_waiters))):
-                self.on_room()
+                self._room.wake_one()
         self._calls.discard(call)
         if self._state == CLOSING:
             self.release_idle_workers()
@@ -486,9 +294,7 @@ class Pool:
         """Stop accepting work; with ``cancel_futures`` drop every entry not started."""
         if self._state == OPEN:
             self._state = CLOSING
-            for room_waiter in self._room_waiters:
-                if not room_waiter.done():
-                    room_waiter.set_result(None)  # they will see the pool closed
+            self._room.wake_all()
         if cancel_futures:
             self._cancel_queued(
                 ExecutorShutdownError("the executor was shut down with cancel_futures=True")

@@ -1,0 +1,61 @@
+"""Room in the queue, for ``max_pending``: who waits for it, and who is refused at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["Room"]
+
+
+class Room:
+    """Backpressure: at most ``limit`` items may wait for a worker.
+
+    ``submit`` is refused at once with :class:`asyncio.QueueFull` (``check``); an awaiting
+    caller (``asubmit``, a map call feeding its window) waits on a raw future (``wait``),
+    and each item a worker takes from the queue lets one waiter go on (``wake_one``). A
+    waiter that is cancelled after its wake-up passes the wake-up on.
+    """
+
+    __slots__ = ("limit", "waiters")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def check(self, pending: int) -> None:
+        if pending >= self.limit:
+            raise asyncio.QueueFull(
+                f"{pending} items are already waiting (max_pending={self.limit}); "
+                "use 'await executor.asubmit(...)' to wait for room"
+            )
+
+    async def wait(self, loop: asyncio.AbstractEventLoop, full: Callable[[], bool]) -> None:
+        """Wait until ``full()`` is false, waking once per item taken from the queue."""
+        while full():
+            waiter: asyncio.Future[None] = loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self.wake_one()  # a wake-up this waiter cannot use goes to the next one
+                else:
+                    self.waiters.remove(waiter)
+                raise
+
+    def wake_one(self) -> None:
+        """An item left the queue: let one waiter go on."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        """The executor is shutting down: every waiter goes on, to see it closed."""
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
