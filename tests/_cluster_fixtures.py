@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +43,13 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def _die_with_parent() -> None:
+    """(In the child, Linux) be killed when the test process ends, however it ends: a
+    test that hangs is ended by pytest-timeout's thread method, which runs no finalizer."""
+    with contextlib.suppress(AttributeError, OSError):  # (not Linux: nothing to do)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def worker_env() -> dict[str, str]:
@@ -84,6 +94,7 @@ def cluster_address() -> Iterator[str]:
                     env=env,
                     stdout=logs,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
                 )
             )
             deadline = time.monotonic() + START_TIMEOUT
@@ -113,6 +124,7 @@ def cluster_address() -> Iterator[str]:
                         env=env,
                         stdout=logs,
                         stderr=subprocess.STDOUT,
+                        preexec_fn=_die_with_parent,
                         cwd=tmp,
                     )
                 )

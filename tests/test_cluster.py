@@ -20,7 +20,7 @@ import antflow
 from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError, WaitStrategy
 from antflow.cluster import ClusterExecutor
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(60, method="thread")  # (a signal cannot stop uvloop)
 
 
 def test_importing_antflow_does_not_import_dask() -> None:
@@ -405,3 +405,46 @@ def test_an_executor_is_bound_to_the_loop_of_its_first_use(cluster_address: str)
         loop.run_until_complete(close())
     finally:
         loop.close()
+
+
+async def test_map_reads_its_input_lazily_with_a_bounded_window_of_batches(
+    cluster_address: str,
+) -> None:
+    source = CountingInput(400)
+    ahead: list[int] = []  # how far the input was read beyond the items that ended
+
+    async with ClusterExecutor(cluster_address) as executor:
+
+        async def watch() -> None:
+            while True:
+                stats = executor.stats()
+                ahead.append(source.read - stats.completed - stats.failed)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            results = await executor.map(
+                items.sleep_then, source, itertools.repeat(0.01), window=2, batch_size=10
+            )
+        finally:
+            watcher.cancel()
+    assert results == list(range(400))
+    assert len(ahead) > 10 and max(ahead) <= 2 * 10 + 10  # the window, and one batch read
+
+
+def test_batch_size_starts_small_then_aims_at_tens_of_milliseconds_of_work() -> None:
+    from antflow.cluster._batching import FIRST_SIZE, LARGEST_SIZE, TARGET_SECONDS, BatchSizer
+
+    sizer = BatchSizer(None)
+    assert sizer.size == FIRST_SIZE
+    sizes = []
+    for _ in range(10):  # items of 10 µs each
+        sizer.observe(sizer.size, sizer.size * 10e-6)
+        sizes.append(sizer.size)
+    assert sizes == sorted(sizes) and sizes[0] <= 8 * FIRST_SIZE  # it grows, gradually
+    assert sizes[-1] == min(LARGEST_SIZE, int(TARGET_SECONDS / 10e-6))
+    sizer.observe(sizer.size, sizer.size * 0.1)  # items became slow: 100 ms each
+    assert sizer.size == 1
+    fixed = BatchSizer(7)
+    fixed.observe(7, 100.0)
+    assert fixed.size == 7

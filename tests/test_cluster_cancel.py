@@ -18,7 +18,7 @@ from _helpers import wait_until
 from antflow import ExecutorShutdownError
 from antflow.cluster import ClusterExecutor
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(60, method="thread")  # (a signal cannot stop uvloop)
 
 LONG = 30.0  # an item that would outlast the test unless it is cancelled
 

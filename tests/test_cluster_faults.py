@@ -20,7 +20,7 @@ from _helpers import wait_until
 
 from antflow.cluster import ClusterExecutor
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(120, method="thread")  # (a signal cannot stop uvloop)
 
 
 @pytest.fixture

@@ -175,18 +175,17 @@ class MapCall(Generic[_T]):
                 if self.error is not None:
                     raise self.error
                 await self.fill()
-                while inflight and inflight[0].ended:
-                    batch = inflight.popleft()
-                    error = batch.first_error()
-                    if error is not None:
-                        raise error
-                    results.extend(batch.values or ())
-                if self.error is not None:
-                    raise self.error
                 if self.finished:
                     return results
-                if not inflight or not inflight[0].ended:
+                head = inflight[0]  # (not finished: the window holds a batch)
+                if not head.ended:
                     await self.sleep()
+                    continue
+                inflight.popleft()
+                error = head.first_error()
+                if error is not None:
+                    raise error
+                results.extend(head.values or ())
         finally:
             self.close()
 
