@@ -448,3 +448,28 @@ def test_batch_size_starts_small_then_aims_at_tens_of_milliseconds_of_work() -> 
     fixed = BatchSizer(7)
     fixed.observe(7, 100.0)
     assert fixed.size == 7
+
+
+async def test_map_and_map_iter_give_every_result_for_any_window_and_batch_size(
+    cluster_address: str,
+) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        for n, window, batch_size in itertools.product((0, 1, 50), (1, 2, None), (1, 3, None)):
+            inputs = range(n)
+            expected = [2 * i for i in inputs]
+            got = await asyncio.wait_for(
+                executor.map(items.double, inputs, window=window, batch_size=batch_size), 20
+            )
+            assert got == expected, (n, window, batch_size)
+
+            async def collect(inputs=inputs, window=window, batch_size=batch_size):  # type: ignore[no-untyped-def]
+                return [
+                    v
+                    async for v in executor.map_iter(
+                        items.double, inputs, window=window, batch_size=batch_size
+                    )
+                ]
+
+            assert await asyncio.wait_for(collect(), 20) == expected, (n, window, batch_size)
+        stats = executor.stats()
+    assert stats.completed == stats.submitted and stats.running == stats.pending == 0
