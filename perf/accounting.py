@@ -1,0 +1,541 @@
+"""Where the microsecond goes: the cost of one item on each path, against the floor.
+
+    python perf/accounting.py                # instructions (callgrind) and µs, noop + yield
+    python perf/accounting.py --no-callgrind # µs only (seconds, not minutes)
+    python perf/accounting.py --sim          # + simulated cache misses, mispredicted branches
+    BENCH_QUICK=1 python perf/accounting.py  # small sizes, 3 rounds: the smoke test
+
+Two measures of every program, on uvloop with 100 workers:
+
+- **instructions per item**: each workload runs in a fresh process under
+  ``valgrind --tool=callgrind``, which counts every instruction (the interpreter, uvloop, libc)
+  and is unaffected by other processes. Each program runs a warm-up batch, then a batch of n
+  and one of 2n items; ``--dump-before=getppid`` cuts the count at each ``os.getppid()`` that
+  brackets a batch, and (I(2n) - I(n)) / n cancels start-up, imports and per-batch set-up.
+- **µs per item**: every program in one warm process and loop, in K rounds; a round times one
+  batch of each program, in an order that rotates from round to round, ``gc.collect()``
+  before each batch, results checked. Per program: the median µs per item over the rounds and
+  the median of its per-round ratios to the floor (drift lands on both sides and cancels).
+
+The programs are the real paths (the floor, ``map``, ``map_iter``, ``submit`` +
+``await result()``, ``as_completed``; the bodies of perf/workloads.py) and a *ladder*: models
+that add the executor's steps to the floor one at a time, written after antflow's worker
+loop (antflow/_worker.py) and its ``map`` call (antflow/_calls.py). The difference between two
+rungs is the cost of the step the upper one adds; ``map`` minus the top rung is what the model
+leaves out. See perf/README.md, "Where the microsecond goes".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workloads as wl
+
+WINDOW = 4 * wl.MAX_WORKERS  # map's default window
+YIELD_EVERY = 64  # the worker's loop turn every so many items (antflow/_worker.py)
+
+
+# ------------------------------------------------------------------------------------------
+# The ladder: the floor plus one step of the executor's path at a time
+# ------------------------------------------------------------------------------------------
+
+
+class _Call:
+    """What a worker reads of a map call (antflow/_calls.py): fn, the results, the counts."""
+
+    def __init__(self, fn: Any, n: int, window: int) -> None:
+        self.fn, self.plain, self.window = fn, True, window
+        self.source = iter(range(n))
+        self.lane: deque[Any] = deque()
+        self.results: list[Any] = []
+        self.count = self.in_flight = 0
+        self.low_water, self.head_pos = window // 2, -1
+        self.exhausted = False
+        self.waiter: Any = None
+
+    def fill(self, room: int) -> int:
+        """The input step: read up to ``room`` inputs, one (call, place, value) entry each."""
+        append = self.lane.append
+        start = index = self.count
+        for args in islice(self.source, room):
+            append((self, index, args))
+            index += 1
+        fed = index - start
+        self.results.extend([None] * fed)
+        self.count, self.in_flight = index, self.in_flight + fed
+        self.exhausted = fed < room
+        return fed
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Slot:
+    item: Any = None
+
+
+class _Pool:
+    """The pool's books (antflow/_pool.py) and a worker loop like antflow/_worker.py's,
+    with the steps that ``steps`` leaves out skipped."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.ring: list[deque[Any]] = []
+        self.idle: deque[Any] = deque()
+        self.waking = self.completed = 0
+        self.room_waiters: deque[Any] = deque()
+        self.timings = None
+        self.full, self.closing = False, False
+        self.workers: list[Any] = []
+        self.call: Any = None
+
+    async def work(self) -> None:
+        loop = asyncio.get_running_loop()
+        ring, slot, ran, fresh = self.ring, _Slot(), 0, True
+        self.waking -= 1
+        while True:
+            if not ring:
+                if self.steps < 5:  # the workers feed themselves, HALF at a time
+                    if self.call.exhausted:
+                        return
+                    if self.call.fill(HALF):
+                        ring.append(self.call.lane)
+                    continue
+                if self.closing:
+                    return
+                waiter = loop.create_future()
+                self.idle.append(waiter)
+                await waiter
+                self.waking -= 1
+                fresh = True
+                continue
+            lane = ring[0]
+            item = lane.popleft()
+            if not lane:
+                del ring[0]
+            elif len(ring) > 1:
+                ring.append(ring.pop(0))
+            if fresh:
+                fresh = False
+                if ring and (self.idle or not self.full) and self.steps >= 5:
+                    self.spread()
+            if type(item) is tuple:
+                call, pos, args = item
+                slot.item = item
+                if self.room_waiters:
+                    pass
+                if self.timings is not None:
+                    pass
+                try:
+                    if call.plain:
+                        coro = call.fn(args)
+                        result = await coro
+                except BaseException:
+                    raise
+                else:
+                    if slot.item is item:
+                        slot.item = None
+                        self.completed += 1
+                        call.results[pos] = result
+                        call.in_flight -= 1
+                        if call.in_flight <= call.low_water or pos == call.head_pos:
+                            call.wake()
+            if self.steps >= 4:
+                ran += 1
+                if ran == YIELD_EVERY:
+                    ran = 0
+                    await asyncio.sleep(0)
+
+    def wake_worker(self) -> None:
+        idle = self.idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self.waking += 1
+                return
+        if len(self.workers) < wl.MAX_WORKERS:
+            self.waking += 1
+            self.workers.append(asyncio.ensure_future(self.work()))
+            self.full = len(self.workers) >= wl.MAX_WORKERS
+
+    def spread(self) -> None:
+        self.wake_worker()
+        if len(self.ring) > 1 or len(self.ring[0]) > 1:
+            self.wake_worker()
+
+    async def run_map(self, fn: Any, n: int) -> list[Any]:
+        """Step 5: MapCall.run: feed a window, refill at half, sleep on a raw future."""
+        call = _Call(fn, n, WINDOW)
+        loop = asyncio.get_running_loop()
+        while True:
+            if not call.exhausted:
+                lane_was_empty = not call.lane
+                if call.fill(WINDOW - call.in_flight) and lane_was_empty:
+                    self.ring.append(call.lane)
+                if not self.waking:
+                    self.wake_worker()
+                if call.exhausted:
+                    call.low_water = 0
+            if not call.in_flight:
+                if call.exhausted:
+                    break
+                continue
+            call.waiter = loop.create_future()
+            await call.waiter
+            call.waiter = None
+        self.closing = True
+        while self.idle:
+            self.idle.popleft().set_result(None)
+        await asyncio.gather(*self.workers)
+        return call.results
+
+
+HALF = WINDOW // 2  # entries fed at a time: map refills when half its window has ended
+
+
+async def rung_input(fn: Any, n: int) -> list[Any]:
+    """Step 1: the input read, HALF at a time, into a (call, place, value) entry per item,
+    which the workers take from a shared iterator over the entries and unpack. The worker
+    that finds the entries used up reads the next ones (no waking yet)."""
+    call = _Call(fn, n, n)
+    out = call.results
+    it: Any = iter(())
+
+    async def worker() -> None:
+        nonlocal it
+        while True:
+            for _call, pos, x in it:
+                out[pos] = await fn(x)
+            if call.exhausted:
+                return
+            call.fill(HALF)
+            it = iter(list(call.lane))
+            call.lane.clear()
+
+    await asyncio.gather(*(worker() for _ in range(wl.MAX_WORKERS)))
+    return out
+
+
+async def rung_queue(fn: Any, n: int) -> list[Any]:
+    """Step 2: the entries wait in a deque (append by the feeder, popleft by a worker)."""
+    call = _Call(fn, n, n)
+    out, lane = call.results, call.lane
+
+    async def worker() -> None:
+        pop = lane.popleft
+        while True:
+            while lane:
+                _call, pos, x = pop()
+                out[pos] = await fn(x)
+            if call.exhausted:
+                return
+            call.fill(HALF)
+
+    await asyncio.gather(*(worker() for _ in range(wl.MAX_WORKERS)))
+    return out
+
+
+def _pool_rung(steps: int) -> Any:
+    async def body(fn: Any, n: int) -> list[Any]:
+        pool = _Pool(steps)
+        if steps >= 5:
+            return await pool.run_map(fn, n)
+        pool.call = call = _Call(fn, n, n)
+        call.low_water = -1  # the workers feed themselves: the caller is never woken
+        pool.waking = wl.MAX_WORKERS
+        await asyncio.gather(*(pool.work() for _ in range(wl.MAX_WORKERS)))
+        return call.results
+
+    return body
+
+
+# name -> (body, what it adds); the ladder is cumulative, in this order
+LADDER: dict[str, tuple[Any, str]] = {
+    "floor": (wl.floor, "the floor: 100 coroutines, `for i in it: out[i] = await fn(i)`"),
+    "+input": (
+        rung_input,
+        "take the next input: islice, 200 at a time, into a (call, place, value) tuple per item",
+    ),
+    "+queue": (rung_queue, "queue it: deque append by the feeder, popleft by a worker"),
+    "+turn": (
+        _pool_rung(3),
+        "the worker's turn and hand-over: ring, slot, counters, result "
+        "written in place, low-water check",
+    ),
+    "+yield64": (_pool_rung(4), "a loop turn (`sleep(0)`) every 64 items"),
+    "+window": (
+        _pool_rung(5),
+        "feed a window of 400, refill at half: the caller sleeps on a "
+        "raw future, idle workers park on raw futures and are woken",
+    ),
+}
+PATHS: dict[str, tuple[Any, str]] = {
+    "map": (wl.antflow_map, "`await ex.map(fn, range(n))`"),
+    "map_iter": (wl.antflow_map_iter, "`[r async for r in ex.map_iter(fn, range(n))]`"),
+    "submit": (wl.antflow_submit, "`submit` each, then `await fut.result()` each"),
+    "as_completed": (wl.antflow_as_completed, "`submit` each, then `as_completed`"),
+}
+PROGRAMS = {**LADDER, **PATHS}
+ORDERED = {"as_completed": False}
+
+
+def _check(name: str, n: int, res: list[Any]) -> None:
+    got = list(res) if ORDERED.get(name, True) else sorted(res)
+    if got != list(range(n)):
+        raise AssertionError(f"{name}: wrong results (len {len(res)}, expected {n})")
+
+
+def _batch(loop: Any, name: str, task: Any, n: int) -> tuple[float, list[Any]]:
+    body = PROGRAMS[name][0]
+    t0 = time.perf_counter()
+    res = loop.run_until_complete(body(task, n))
+    return time.perf_counter() - t0, res
+
+
+# ------------------------------------------------------------------------------------------
+# Measuring: instructions (the child under callgrind) and µs (rounds in one process)
+# ------------------------------------------------------------------------------------------
+
+
+def child(workload: str, names: list[str], n: int, labels_out: str) -> None:
+    """Run under callgrind: every os.getppid() ends a dump part; labels name the parts."""
+    loop, task = wl.new_loop("uvloop"), wl.WORKLOAD[workload].task
+    labels: list[str] = []
+
+    def mark(label: str) -> None:
+        labels.append(label)
+        os.getppid()
+
+    try:
+        for name in names:
+            _check(name, n // 4, _batch(loop, name, task, n // 4)[1])  # warm-up
+            for size in (n, 2 * n):
+                res: list[Any] = []
+                gc.collect()
+                mark("-")
+                res = _batch(loop, name, task, size)[1]
+                mark(f"{name}:{size}")
+                _check(name, size, res)
+    finally:
+        loop.close()
+    with open(labels_out, "w", encoding="utf-8") as f:
+        json.dump(labels, f)
+
+
+def _events(path: Path) -> dict[str, int]:
+    names: list[str] = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("events:"):
+            names = line.split()[1:]
+        elif line.startswith("totals:"):
+            return dict(zip(names, map(int, line.split()[1:]), strict=True))
+    raise ValueError(f"no totals in {path}")
+
+
+def callgrind(workload: str, names: list[str], n: int, sim: bool, out: Path) -> subprocess.Popen:
+    tool = ["valgrind", "--tool=callgrind", "--dump-instr=no", "--dump-before=getppid"]
+    if sim:
+        tool += ["--cache-sim=yes", "--branch-sim=yes"]
+    cmd = [
+        *tool,
+        f"--callgrind-out-file={out}/cg.{workload}",
+        sys.executable,
+        __file__,
+        "--child",
+        workload,
+        "--programs",
+        ",".join(names),
+        "--n",
+        str(n),
+        "--labels-out",
+        str(out / f"labels.{workload}.json"),
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def per_item_counts(workload: str, n: int, out: Path) -> dict[str, dict[str, float]]:
+    labels = json.loads((out / f"labels.{workload}.json").read_text(encoding="utf-8"))
+    parts: dict[str, dict[str, int]] = {}
+    for k, label in enumerate(labels, 1):
+        if label != "-":
+            parts[label] = _events(out / f"cg.{workload}.{k}")
+    result: dict[str, dict[str, float]] = {}
+    for label in parts:
+        name, size = label.rsplit(":", 1)
+        if int(size) == n:
+            small, big = parts[label], parts[f"{name}:{2 * n}"]
+            result[name] = {e: (big[e] - small[e]) / n for e in small}
+    return result
+
+
+def time_rounds(workload: str, names: list[str], n: int, rounds: int) -> dict[str, Any]:
+    """µs per item (median over rounds) and the median per-round ratio to the floor."""
+    loop, task = wl.new_loop("uvloop"), wl.WORKLOAD[workload].task
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        for name in names:  # warm-up
+            _check(name, n, _batch(loop, name, task, n)[1])
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order if r % 2 == 0 else order[::-1]:
+                res: list[Any] = []
+                gc.collect()
+                took, res = _batch(loop, name, task, n)
+                _check(name, n, res)
+                seconds[name].append(took)
+    finally:
+        loop.close()
+    floor = seconds["floor"]
+    return {
+        name: {
+            "us": statistics.median(s) / n * 1e6,
+            "ratio": statistics.median(a / b for a, b in zip(s, floor, strict=True)),
+        }
+        for name, s in seconds.items()
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# The report
+# ------------------------------------------------------------------------------------------
+
+
+def _sim_cols(c: dict[str, float]) -> str:
+    d1 = c.get("I1mr", 0) + c.get("D1mr", 0) + c.get("D1mw", 0)
+    ll = c.get("ILmr", 0) + c.get("DLmr", 0) + c.get("DLmw", 0)
+    return f" {d1:.1f} | {ll:.2f} | {c.get('Bcm', 0) + c.get('Bim', 0):.1f} |"
+
+
+def report(
+    workloads: list[str],
+    times: dict[str, Any],
+    counts: dict[str, Any],
+    sim: bool,
+    n_time: int,
+    n_instr: int,
+    rounds: int,
+) -> str:
+    lines = [
+        f"## Where the microsecond goes (uvloop, {wl.MAX_WORKERS} workers)",
+        "",
+        f"- µs: {n_time:,} items per batch, median of {rounds} rounds in one warm loop; "
+        "ratio: median of the per-round ratios to the floor",
+        f"- instructions: callgrind, (I(2n) - I(n)) / n with n = {n_instr:,}"
+        if counts
+        else "- instructions: not measured (--no-callgrind or valgrind missing)",
+        "",
+    ]
+    head = "| program | µs/item | Δµs vs floor | ratio | instr/item | Δinstr vs floor |"
+    if sim:
+        head += " L1 miss/item | LL miss/item | mispredicts/item |"
+    for w in workloads:
+        t, c = times[w], counts.get(w, {})
+        f_us, f_ir = t["floor"]["us"], c.get("floor", {}).get("Ir")
+        for title, group in (("paths", ["floor", *PATHS]), ("step ladder", list(LADDER))):
+            lines += [f"### {w}: {title}", "", head, "| --- " * (head.count("|") - 1) + "|"]
+            prev = None
+            for name in group:
+                ir = c.get(name, {}).get("Ir")
+                us = t[name]["us"]
+                ir_s = f"{ir:,.0f} | {ir - f_ir:+,.0f}" if ir is not None and f_ir else "- | -"
+                row = f"| {name} | {us:.3f} | {us - f_us:+.3f} | {t[name]['ratio']:.2f} | {ir_s} |"
+                if title == "step ladder" and prev is not None and ir is not None:
+                    row = row[:-1] + f" (step {ir - c[prev]['Ir']:+,.0f}) |"
+                if sim:
+                    row += _sim_cols(c.get(name, {}))
+                lines.append(row)
+                prev = name
+            lines.append("")
+    lines += [
+        "ladder steps:",
+        *(f"- {k}: {v[1]}" for k, v in LADDER.items()),
+        "paths:",
+        *(f"- {k}: {v[1]}" for k, v in PATHS.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(__doc__ or "").split("\n\n", 1)[1],
+    )
+    p.add_argument("--workload", default="noop,yield", help="comma list (default noop,yield)")
+    p.add_argument("--programs", help=f"comma list of {', '.join(PROGRAMS)} (default: all)")
+    p.add_argument("--rounds", type=int, help="timed rounds (default 7, quick 3)")
+    p.add_argument("--n", type=int, help="items per timed batch (default 100,000, quick 5,000)")
+    p.add_argument(
+        "--n-instr",
+        type=int,
+        help="n of the callgrind batches n and 2n (default 20,000, quick 2,000)",
+    )
+    p.add_argument("--no-callgrind", action="store_true", help="µs only")
+    p.add_argument("--sim", action="store_true", help="callgrind with cache and branch simulation")
+    p.add_argument("--quick", action="store_true", help="same as BENCH_QUICK=1")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--labels-out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    names = args.programs.split(",") if args.programs else list(PROGRAMS)
+    if args.child:
+        child(args.child, names, args.n, args.labels_out)
+        return 0
+    if "floor" not in names:
+        names.insert(0, "floor")
+    quick = args.quick or wl.quick()
+    rounds = args.rounds or (3 if quick else 7)
+    n_time = args.n or (5_000 if quick else 100_000)
+    n_instr = args.n_instr or (2_000 if quick else 20_000)
+    workloads = args.workload.split(",")
+    counts: dict[str, Any] = {}
+    started = time.perf_counter()
+    use_cg = not args.no_callgrind and shutil.which("valgrind") is not None
+    # Timing first: the callgrind processes (one per workload, side by side) would slow it.
+    times = {w: time_rounds(w, names, n_time, rounds) for w in workloads}
+    with tempfile.TemporaryDirectory(prefix="accounting-") as tmp:
+        procs = (
+            {w: callgrind(w, names, n_instr, args.sim, Path(tmp)) for w in workloads}
+            if use_cg
+            else {}
+        )
+        for w, proc in procs.items():
+            try:
+                _, err = proc.communicate(timeout=900)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+            if proc.returncode:
+                print(f"callgrind run of {w} failed:\n{err[-2000:]}", file=sys.stderr)
+                return 1
+            counts[w] = per_item_counts(w, n_instr, Path(tmp))
+    text = report(workloads, times, counts, args.sim, n_time, n_instr, rounds)
+    print(text)
+    print(f"(accounting took {time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
