@@ -33,6 +33,8 @@ FINISHED = 2  # returned a value or raised an exception
 CANCELLED = 3  # cancelled while queued or running
 _STATE_NAMES = ("pending", "running", "finished", "cancelled")
 
+_LoopFuture: Any = asyncio.Future  # what loop.create_future() returns (the C Future)
+
 
 class FutureOwner(Protocol):
     """What a future needs of whoever runs it."""
@@ -41,11 +43,6 @@ class FutureOwner(Protocol):
 
     def _future_cancelled(self, future: AsyncFuture[Any], queued: bool) -> None:
         """``future`` was cancelled (``queued``: before it started); count it, free room."""
-
-
-def _wake(waiter: asyncio.Future[bool], _future: object) -> None:
-    if not waiter.done():
-        waiter.set_result(True)
 
 
 def _time_out(waiter: asyncio.Future[bool]) -> None:
@@ -95,9 +92,11 @@ class AsyncFuture(Generic[_T]):
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        # Called synchronously with this future when it ends: internal waiters only.
-        # None, one callable, or a list of them (most futures have at most one: a waiter
-        # of result(), as_completed or wait), which spares a list per future.
+        # Told synchronously when this future ends: internal waiters only. Each is a raw
+        # loop future (a waiter of ``result()`` / ``await``: resolved with True unless it
+        # is done already) or a callable (as_completed, wait, add_done_callback), called
+        # with this future. None, one of them, or a list (most futures have at most one
+        # waiter, which spares a list per future).
         self._listeners: Any = None
         # The task whose cancellation cancels this item while it runs.
         self._runner: asyncio.Task[Any] | None = None
@@ -176,8 +175,7 @@ class AsyncFuture(Generic[_T]):
         if self._state < FINISHED:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[bool] = loop.create_future()
-            listener = partial(_wake, waiter)
-            self._listen(listener)
+            self._listen(waiter)
             handle = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
             try:
                 ended = await waiter
@@ -185,7 +183,7 @@ class AsyncFuture(Generic[_T]):
                 if handle is not None:
                     handle.cancel()
                 if self._state < FINISHED:
-                    self._unlisten(listener)
+                    self._unlisten(waiter)
             if not ended:
                 raise asyncio.TimeoutError(f"the task did not end within {timeout} seconds")
         if self._state == CANCELLED:
@@ -199,13 +197,12 @@ class AsyncFuture(Generic[_T]):
         # ``await future``: ``await future.result()`` without a timeout.
         if self._state < FINISHED:
             waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            listener = partial(_wake, waiter)
-            self._listen(listener)
+            self._listen(waiter)
             try:
                 yield from waiter
             finally:
                 if self._state < FINISHED:
-                    self._unlisten(listener)
+                    self._unlisten(waiter)
         if self._state == CANCELLED:
             raise asyncio.CancelledError()
         exc = self._exception
@@ -240,7 +237,7 @@ class AsyncFuture(Generic[_T]):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _listen(self, listener: Callable[[AsyncFuture[Any]], None]) -> None:
+    def _listen(self, listener: Callable[[AsyncFuture[Any]], None] | asyncio.Future[bool]) -> None:
         listeners = self._listeners
         if listeners is None:
             self._listeners = listener
@@ -249,7 +246,9 @@ class AsyncFuture(Generic[_T]):
         else:
             self._listeners = [listeners, listener]
 
-    def _unlisten(self, listener: Callable[[AsyncFuture[Any]], None]) -> None:
+    def _unlisten(
+        self, listener: Callable[[AsyncFuture[Any]], None] | asyncio.Future[bool]
+    ) -> None:
         listeners = self._listeners
         if type(listeners) is list:
             with contextlib.suppress(ValueError):
@@ -264,9 +263,20 @@ class AsyncFuture(Generic[_T]):
             self._listeners = None
             if type(listeners) is list:
                 for listener in listeners:
-                    listener(self)
+                    _tell(listener, self)
+            elif type(listeners) is _LoopFuture:  # the one waiter of result(): inlined
+                if not listeners.done():
+                    listeners.set_result(True)
             else:
-                listeners(self)
+                _tell(listeners, self)
+
+
+def _tell(listener: Any, future: AsyncFuture[Any]) -> None:
+    if isinstance(listener, asyncio.Future):
+        if not listener.done():  # (a waiter whose caller was cancelled or timed out)
+            listener.set_result(True)
+    else:
+        listener(future)
 
 
 def _call_soon(
