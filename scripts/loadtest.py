@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -57,9 +58,14 @@ LOGS = RESULTS / "loadtest"
 PEER_VENV = ROOT / "perf" / ".venv-peer-service"
 PEER_VERSION = "0.10.0"
 PEER_PACKAGES = [f"antflow=={PEER_VERSION}", "uvloop", "starlette", "uvicorn", "aiohttp"]
+# uvicorn parses HTTP with httptools when it is installed, else with h11 (several times
+# slower): the peer gets the same parser as the development environment.
+if importlib.util.find_spec("httptools") is not None:
+    PEER_PACKAGES.append("httptools")
 PEER_STAMP = PEER_VENV / f".installed-antflow-{PEER_VERSION}"
 
 FANOUT = 20  # downstream calls per request (perf/service/service_app.py)
+HTTP_PARSER = "httptools" if importlib.util.find_spec("httptools") else "h11"
 EXPECTED = {"results": [i * i for i in range(FANOUT)]}
 APT_PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client"}
 
@@ -549,6 +555,8 @@ def check_app(contender: Contender, info: dict[str, Any], url: str) -> None:
             raise RuntimeError(f"the peer app imported {info.get('antflow')} from {antflow_file}")
     elif not antflow_file.startswith(str(ROOT / "antflow")):
         raise RuntimeError(f"the app imported antflow from {antflow_file}, not this repository")
+    if info.get("http") != HTTP_PARSER:
+        raise RuntimeError(f"the app parses HTTP with {info.get('http')}, not {HTTP_PARSER}")
     if contender.mode not in info.get("modes", ()):
         raise RuntimeError(f"this Python has no {contender.mode} mode")
     status, body = http("GET", f"{url}/fanout/{contender.mode}")
@@ -595,6 +603,17 @@ def paired_ratio(a: Outcome, b: Outcome) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
+def paired_cpu_ratio(a: Outcome, b: Outcome) -> float | None:
+    """The median over rounds of b's app CPU per request divided by a's in the same round."""
+    b_by_round = dict(b.saturation_rounds)
+    ratios = [
+        b_by_round[r].app_cpu_ms_per_request / m.app_cpu_ms_per_request  # type: ignore[operator]
+        for r, m in a.saturation_rounds
+        if r in b_by_round and m.app_cpu_ms_per_request and b_by_round[r].app_cpu_ms_per_request
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
 class Run:
     def __init__(self, settings: Settings, contenders: list[Contender], peer_py: str | None):
         self.s = settings
@@ -612,11 +631,10 @@ class Run:
 
     def app(self, contender: Contender, tag: str) -> Server:
         assert self.downstream is not None
+        args = ["app", "--downstream", self.downstream.url, "--http", HTTP_PARSER,
+                "--max-workers", str(self.s.max_workers)]  # fmt: skip
         server = Server(
-            f"app-{contender.key}-{tag}",
-            self.python(contender),
-            ["app", "--downstream", self.downstream.url, "--max-workers", str(self.s.max_workers)],
-            peer=contender.peer,
+            f"app-{contender.key}-{tag}", self.python(contender), args, peer=contender.peer
         )
         try:
             info = server.wait_ready()
@@ -818,6 +836,9 @@ def targets(run: Run) -> list[dict[str, Any]]:
     ratio = paired_ratio(af, gs)
     a_rps, g_rps = af.saturation_rps, gs.saturation_rps
     medians = f"; medians {a_rps:.0f} / {g_rps:.0f} req/s" if a_rps and g_rps else ""
+    cpu_ratio = paired_cpu_ratio(af, gs)
+    if cpu_ratio:
+        medians += f"; app CPU per request, gather / antflow: {cpu_ratio:.2f}"
     out.append({
         "target": "saturation requests/s, antflow / gather+Semaphore "
         "(median of the per-round ratios)",
@@ -885,19 +906,22 @@ def report(run: Run, notes: list[str], started: float) -> str:
         "",
         f"App: Starlette on uvicorn (uvloop, 1 worker); each request = {FANOUT} downstream "
         f"calls of {s.delay * 1000:g} ms; limit {s.max_workers} calls in flight per process. "
-        f"Rounds of {s.duration:g} s, the contenders taking turns within each round (in a "
-        "rotating order) so that the machine's drift falls on all of them alike.",
+        f"uvicorn parses HTTP with {HTTP_PARSER}. Rounds of {s.duration:g} s, the contenders "
+        "taking turns within each round (in a rotating order) so that the machine's drift "
+        "falls on all of them alike.",
         "",
         f"### Saturation (wrk, {s.connections} keep-alive connections, {s.rounds} rounds)",
         "",
         "requests/s is the median over the rounds; p50 / p99 / p99.9 are those of the median "
         "round (closed loop: they show the queue inside the app at saturation). App CPU: the "
         "app process's CPU time per request served and its share of one core during the "
-        "round (medians over the rounds).",
+        "round (medians over the rounds); the CPU ratio is taken round by round, like the "
+        "requests/s ratio, and drifts less with the machine's load.",
         "",
         "| contender | requests/s | min - max | / gather+Semaphore (paired) | p50 | p99 | p99.9 "
-        "| app CPU per request | app CPU busy | errors | non-2xx |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| app CPU per request | gather+Semaphore's / this (paired) | app CPU busy | errors "
+        "| non-2xx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     gather = run.outcomes.get(BASELINE)
     for o in run.outcomes.values():
@@ -905,6 +929,7 @@ def report(run: Run, notes: list[str], started: float) -> str:
             m = sorted(o.saturation, key=lambda x: x.rps)[len(o.saturation) // 2]
             rates = [x.rps for x in o.saturation]
             ratio = paired_ratio(o, gather) if gather else None
+            cpu_ratio = paired_cpu_ratio(o, gather) if gather else None
             cpu = [x.app_cpu_ms_per_request for x in o.saturation if x.app_cpu_ms_per_request]
             busy = [x.app_cpu for x in o.saturation if x.app_cpu]
             lines.append(
@@ -912,6 +937,7 @@ def report(run: Run, notes: list[str], started: float) -> str:
                 f"{max(rates):.0f} | {f'{ratio:.2f}' if ratio else '-'} | {fmt_ms(m.p50_ms)} | "
                 f"{fmt_ms(m.p99_ms)} | {fmt_ms(m.p999_ms)} | "
                 f"{f'{statistics.median(cpu):.2f} ms' if cpu else '-'} | "
+                f"{f'{cpu_ratio:.2f}' if cpu_ratio else '-'} | "
                 f"{f'{statistics.median(busy):.0%}' if busy else '-'} | "
                 f"{sum(x.errors for x in o.saturation)} | {sum(x.non_2xx for x in o.saturation)} |"
             )
@@ -1000,6 +1026,9 @@ def summary_json(run: Run, notes: list[str]) -> dict[str, Any]:
                 "label": o.contender.label,
                 "saturation_rps": o.saturation_rps,
                 "saturation_ratio_to_gather": paired_ratio(o, gather) if gather else None,
+                "cpu_per_request_ratio_gather_to_this": (
+                    paired_cpu_ratio(o, gather) if gather else None
+                ),
                 "saturation_rounds": [
                     dict(as_json(m) or {}, round=r) for r, m in o.saturation_rounds
                 ],
@@ -1081,14 +1110,14 @@ def chart(run: Run, path: Path) -> str | None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     quick = args.quick
-    duration = args.duration or float(os.environ.get("LOADTEST_DURATION", 2 if quick else 4))
+    duration = args.duration or float(os.environ.get("LOADTEST_DURATION", 2 if quick else 3))
     return Settings(
         quick=quick,
         duration=duration,
         warmup=1.0 if quick else 2.0,
-        rounds=args.rounds or (2 if quick else 5),
+        rounds=args.rounds or (2 if quick else 8),
         fixed_rounds=2 if quick else 3,
-        mixed_duration=duration if quick else 2 * duration,
+        mixed_duration=duration if quick else 3 * duration,
         connections=args.connections,
         rates=(0.7,) if quick else (0.3, 0.5, 0.7, 0.9),
         mixed_rate=0.1,
@@ -1106,8 +1135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", default=None,
                         help="short runs (also LOADTEST_QUICK=1): under a minute")  # fmt: skip
-    parser.add_argument("--duration", type=float, help="seconds per round (2 quick, 4)")
-    parser.add_argument("--rounds", type=int, help="saturation rounds (2 quick, 5)")
+    parser.add_argument("--duration", type=float, help="seconds per round (2 quick, 3)")
+    parser.add_argument("--rounds", type=int, help="saturation rounds (2 quick, 8)")
     parser.add_argument("--connections", type=int, default=64, help="wrk's connections")
     parser.add_argument("--delay", type=float, default=0.002, help="downstream delay, seconds")
     parser.add_argument("--max-workers", type=int, default=100, help="calls in flight")

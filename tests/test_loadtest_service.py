@@ -386,6 +386,7 @@ def test_the_saturation_ratio_pairs_the_rounds() -> None:
         for round_no, rps in rates.items():
             m = loadtest.parse_wrk(WRK_OUTPUT)
             m.rps = rps
+            m.app_cpu_ms_per_request = 900 / rps  # the app is 90% busy in every round
             o.saturation_rounds.append((round_no, m))
         return o
 
@@ -395,6 +396,8 @@ def test_the_saturation_ratio_pairs_the_rounds() -> None:
     assert loadtest.paired_ratio(antflow, gather) == pytest.approx(1.5)
     assert antflow.saturation_rps == 300.0
     assert loadtest.paired_ratio(antflow, outcome("gather", {})) is None
+    assert loadtest.paired_cpu_ratio(antflow, gather) == pytest.approx(1.5)
+    assert loadtest.paired_cpu_ratio(antflow, outcome("gather", {})) is None
 
 
 def test_h2load_output_without_a_summary_is_refused() -> None:

@@ -1,6 +1,6 @@
 """Run one server of the load test in this process, on a listening socket it inherits.
 
-    serve.py app --fd N --downstream http://127.0.0.1:PORT [--max-workers 100]
+    serve.py app --fd N --downstream http://127.0.0.1:PORT [--max-workers 100] [--http h11]
     serve.py downstream --fd N [--delay 0.002]
 
 ``scripts/loadtest.py`` binds the socket on 127.0.0.1 (port 0: the kernel picks a free
@@ -19,15 +19,16 @@ import asyncio
 import socket
 
 
-def serve_app(sock: socket.socket, downstream: str, max_workers: int) -> None:
+def serve_app(sock: socket.socket, downstream: str, max_workers: int, http: str) -> None:
     import uvicorn
-    from service_app import create_app
+    from service_app import HTTP_PARSER, create_app
 
-    app = create_app(downstream, max_workers=max_workers)
+    http = HTTP_PARSER if http == "auto" else http
+    app = create_app(downstream, max_workers=max_workers, http_parser=http)
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="auto",  # httptools when installed, else h11
+        http=http,
         lifespan="on",
         log_level="warning",
         access_log=False,
@@ -61,12 +62,16 @@ def main() -> None:
     parser.add_argument("--downstream", help="the downstream service's base URL (app)")
     parser.add_argument("--max-workers", type=int, default=100, help="the app's limit")
     parser.add_argument("--delay", type=float, default=0.002, help="downstream delay, s")
+    parser.add_argument(
+        "--http", choices=("auto", "httptools", "h11"), default="auto",
+        help="uvicorn's HTTP parser (auto: httptools when installed)",
+    )  # fmt: skip
     args = parser.parse_args()
     sock = socket.socket(fileno=args.fd)
     if args.server == "app":
         if not args.downstream:
             parser.error("app needs --downstream")
-        serve_app(sock, args.downstream, args.max_workers)
+        serve_app(sock, args.downstream, args.max_workers, args.http)
     else:
         serve_downstream(sock, args.delay)
 

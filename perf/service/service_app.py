@@ -27,6 +27,7 @@ that was imported and the modes available.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import sys
 import time
@@ -129,6 +130,8 @@ class Service:
 
 
 ANTFLOW_FILE = os.path.abspath(antflow.__file__ or "")  # which antflow this process imported
+# What uvicorn's http="auto" picks: httptools when installed, else h11.
+HTTP_PARSER = "httptools" if importlib.util.find_spec("httptools") else "h11"
 
 
 def antflow_version() -> str:
@@ -140,6 +143,7 @@ def create_app(
     *,
     max_workers: int = MAX_WORKERS,
     connections: int = CONNECTIONS,
+    http_parser: str = HTTP_PARSER,
 ) -> Starlette:
     """The service, calling the downstream service at ``downstream_url``."""
     service = Service(downstream_url, max_workers, connections)
@@ -215,6 +219,7 @@ def create_app(
                 "modes": list(MODES),
                 "max_workers": max_workers,
                 "in_flight": service.in_flight,
+                "http": http_parser,  # what serve.py told uvicorn to use
                 "python": sys.version.split()[0],
             }
         )
