@@ -13,12 +13,9 @@ instead of failing somewhere inside Dask.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._runner import MAP, SUBMIT, dumps
-
-if TYPE_CHECKING:
-    from ._calls import MapCall
 
 __all__ = ["Batch", "BatchSizer", "check_batch_size", "encode_map", "encode_submit"]
 
@@ -26,6 +23,12 @@ TARGET_SECONDS = 0.03  # the work a batch aims at: long enough to hide Dask's co
 FIRST_SIZE = 4  # the first batches of a call, before anything is measured
 LARGEST_SIZE = 10_000  # bounds the memory of one batch (and of the window)
 GROWTH = 8  # a batch is at most this many times larger than the previous one
+
+
+class BatchOwner(Protocol):
+    """What a map batch tells its call (_calls.MapCall) when it ends."""
+
+    def batch_ended(self, batch: Batch) -> None: ...
 
 
 class BatchSizer:
@@ -161,7 +164,7 @@ class Batch:
         self.live = size  # items not cancelled by the client
         self.retried = 0  # the retries of its items counted so far
         self.futures = futures  # the AsyncFutures of submitted items, None for a map batch
-        self.call: MapCall[Any] | None = call
+        self.call: BatchOwner | None = call
         self.sizer = sizer
         self.dask: Any = None  # the distributed.Future
         self.task: asyncio.Task[None] | None = None  # the client task that collects it

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._batching import Batch, BatchSizer, encode_map
 from ._runner import STOP_AFTER, STOP_ALL
-
-if TYPE_CHECKING:
-    from ._executor import ClusterExecutor
 
 __all__ = ["MapCall", "MapIterStart", "MapIterator"]
 
@@ -47,12 +44,25 @@ async def _zip_async(iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]) 
                 await aclose()
 
 
+class CallHost(Protocol):
+    """What a call asks of its executor (ClusterExecutor): sending and cancelling its
+    batches, running clean-up in the background, being told when it ends."""
+
+    def _send(self, payload: bytes, size: int, futures: None, call: Any) -> Batch: ...
+    def _cancel_batch(self, batch: Batch) -> None: ...
+    def _background(self, awaitable: Awaitable[Any]) -> None: ...
+    def _call_ended(self, call: Any) -> None: ...
+    async def _ready(self) -> None: ...
+    async def _recount_threads(self) -> None: ...
+    def _new_call(self, *args: Any) -> Any: ...
+
+
 class MapCall(Generic[_T]):
     """One ``map`` / ``map_iter`` call: its input, its batches in flight, its deadline."""
 
     def __init__(
         self,
-        executor: ClusterExecutor,
+        executor: CallHost,
         fn: Any,
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
         opts: Any,
@@ -257,7 +267,7 @@ class MapIterStart(AsyncIterator[_T]):
     """``map_iter``'s iterator before its first step: the call starts there, once the
     executor is connected (``map_iter`` itself is not a coroutine)."""
 
-    def __init__(self, executor: ClusterExecutor, *args: Any) -> None:
+    def __init__(self, executor: CallHost, *args: Any) -> None:
         self._executor = executor
         self._args = args
         self._inner: MapIterator[_T] | None = None
