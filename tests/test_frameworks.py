@@ -203,3 +203,65 @@ async def test_the_uvicorn_module_starts_again_with_a_new_executor_and_collector
             executors.append(shop.app.state.partner)
             assert executors[-1].stats().submitted == 1  # nothing from the earlier run
     assert executors[0] is not executors[1]
+
+
+# -- Stopping on SIGTERM: a drain with a deadline ------------------------------------------
+
+
+async def forever() -> None:
+    await asyncio.Event().wait()
+
+
+async def test_starlette_drain_does_the_queued_work_in_time_and_cancels_what_is_left() -> None:
+    shop = doc_example("starlette-drain")
+    shop.DRAIN_SECONDS = 0.2  # read when the lifespan ends
+    loop = asyncio.get_running_loop()
+    async with served(shop.app) as url, http_client(url) as client:
+        receipts: AsyncExecutor = shop.app.state.receipts
+        answers = await asyncio.gather(*(client.post(f"/orders/{i}") for i in range(5)))
+        assert [(r.status_code, r.json()) for r in answers] == [
+            (202, {"order": i, "status": "placed"}) for i in range(5)
+        ]
+        in_time = receipts.submit(sleep_and_return, "finished")
+        stuck = receipts.submit(forever)
+        await wait_until(stuck.running)
+        stopping = loop.time()
+
+    # The server stopped within the drain's timeout (plus a generous margin), not never.
+    assert loop.time() - stopping < 5
+    assert await in_time == "finished"
+    assert stuck.cancelled()
+    stats = receipts.stats()
+    assert (stats.completed, stats.cancelled, stats.running, stats.pending) == (6, 1, 0, 0)
+    with pytest.raises(ExecutorShutdownError):
+        receipts.submit(sleep_and_return, "too late")
+
+
+async def test_aiohttp_drain_does_the_queued_work_in_time_and_cancels_what_is_left() -> None:
+    shop = doc_example("aiohttp-drain")
+    shop.DRAIN_SECONDS = 0.2
+    loop = asyncio.get_running_loop()
+    client = aiohttp_test.TestClient(aiohttp_test.TestServer(shop.app))
+    await client.start_server()
+    try:
+        receipts = shop.app[shop.receipts]
+        answers = await asyncio.gather(*(client.post(f"/orders/{i}") for i in range(5)))
+        assert [r.status for r in answers] == [202] * 5
+        assert [await r.json() for r in answers] == [
+            {"order": i, "status": "placed"} for i in range(5)
+        ]
+        in_time = receipts.submit(sleep_and_return, "finished")
+        stuck = receipts.submit(forever)
+        await wait_until(stuck.running)
+        stopping = loop.time()
+    finally:
+        # Closing runs the cleanup context, and with it the drain; bounded, as every wait.
+        await asyncio.wait_for(client.close(), timeout=10)
+
+    assert loop.time() - stopping < 5
+    assert await in_time == "finished"
+    assert stuck.cancelled()
+    stats = receipts.stats()
+    assert (stats.completed, stats.cancelled, stats.running, stats.pending) == (6, 1, 0, 0)
+    with pytest.raises(ExecutorShutdownError):
+        receipts.submit(sleep_and_return, "too late")
