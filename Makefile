@@ -49,6 +49,7 @@ dist: $(STAMP)
 bench: $(STAMP)
 	$(PY) perf/run.py
 	$(PY) perf/scaleout.py
+	$(PY) perf/accounting.py
 
 profile: $(STAMP)
 	$(PY) perf/profile.py

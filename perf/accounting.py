@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import inspect
 import json
 import os
 import shutil
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workloads as wl
 
+RESULTS = Path(__file__).resolve().parent / "results"
 WINDOW = 4 * wl.MAX_WORKERS  # map's default window
 YIELD_EVERY = 64  # the worker's loop turn every so many items (antflow/_worker.py)
 
@@ -417,59 +419,122 @@ def time_rounds(workload: str, names: list[str], n: int, rounds: int) -> dict[st
     }
 
 
+_CORO = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+_WORKERS = ("_work", "worker", "work")  # antflow's worker loop, the floor's, the ladder's
+
+
+def _count(loop: Any, name: str, task: Any, n: int) -> dict[str, int]:
+    counts = dict.fromkeys(("worker steps", "other steps", "wake-ups"), 0)
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_flags & _CORO:
+            back = frame.f_back
+            if back is None or not back.f_code.co_flags & _CORO:
+                counts["worker steps" if frame.f_code.co_name in _WORKERS else "other steps"] += 1
+        elif event == "c_call" and getattr(arg, "__name__", "") == "set_result":
+            counts["wake-ups"] += 1
+
+    gc.collect()
+    sys.setprofile(hook)
+    try:
+        res = _batch(loop, name, task, n)[1]
+    finally:
+        sys.setprofile(None)
+    _check(name, n, res)
+    return counts
+
+
+def count_events(workload: str, names: list[str], n: int) -> dict[str, dict[str, float]]:
+    """Loop-level events per item, counted with sys.setprofile: (count(2n) - count(n)) / n.
+
+    A *step* is the loop resuming a task: a coroutine frame entered from a frame that is not
+    a coroutine's (uvloop runs in C, so the Python frame below a task step is the one that
+    called run_until_complete). A *wake-up* is a ``set_result`` on a loop future (a parked
+    worker or a sleeping caller).
+    """
+    loop, task = wl.new_loop("uvloop"), wl.WORKLOAD[workload].task
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for name in names:
+            _batch(loop, name, task, max(n // 4, 1))  # warm-up
+            small, big = _count(loop, name, task, n), _count(loop, name, task, 2 * n)
+            out[name] = {k: (big[k] - small[k]) / n for k in small}
+    finally:
+        loop.close()
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # The report
 # ------------------------------------------------------------------------------------------
 
 
 def _sim_cols(c: dict[str, float]) -> str:
-    d1 = c.get("I1mr", 0) + c.get("D1mr", 0) + c.get("D1mw", 0)
+    l1 = c.get("I1mr", 0) + c.get("D1mr", 0) + c.get("D1mw", 0)
     ll = c.get("ILmr", 0) + c.get("DLmr", 0) + c.get("DLmw", 0)
-    return f" {d1:.1f} | {ll:.2f} | {c.get('Bcm', 0) + c.get('Bim', 0):.1f} |"
+    return f" {l1:.1f} | {ll:.2f} | {c.get('Bcm', 0) + c.get('Bim', 0):.1f} |"
 
 
-def report(
-    workloads: list[str],
-    times: dict[str, Any],
-    counts: dict[str, Any],
-    sim: bool,
-    n_time: int,
-    n_instr: int,
-    rounds: int,
-) -> str:
+def _table(w: str, group: list[str], m: dict[str, Any], sim: bool, ladder: bool) -> list[str]:
+    t, c, ev = m["times"][w], m["counts"].get(w, {}), m["events"].get(w, {})
+    floor_us, floor_ir = t["floor"]["us"], c.get("floor", {}).get("Ir")
+    cols = ["program", "µs/item", "ratio", "Δµs", "instr/item", "Δinstr"]
+    cols += ["step µs", "step instr"] if ladder else []
+    cols += ["worker steps", "other steps", "wake-ups"]
+    cols += ["L1 miss", "LL miss", "mispredicts"] if sim else []
+    lines = [f"### {w}: {'step ladder' if ladder else 'paths'}", "", "| " + " | ".join(cols) + " |"]
+    lines.append("|" + " --- |" * len(cols))
+    prev = None
+    for name in group:
+        if name not in t:
+            continue
+        # Δµs from the paired ratio: (ratio - 1) x the floor's µs, as in the paired runs
+        d_us = (t[name]["ratio"] - 1) * floor_us
+        ir = c.get(name, {}).get("Ir")
+        row = [name, f"{t[name]['us']:.3f}", f"{t[name]['ratio']:.2f}", f"{d_us:+.3f}"]
+        row += [f"{ir:,.0f}", f"{ir - floor_ir:+,.0f}"] if ir is not None else ["-", "-"]
+        if ladder:
+            if prev is None:
+                row += ["", ""]
+            else:
+                row.append(f"{(t[name]['ratio'] - t[prev]['ratio']) * floor_us:+.3f}")
+                p_ir = c.get(prev, {}).get("Ir")
+                row.append(f"{ir - p_ir:+,.0f}" if ir is not None and p_ir is not None else "-")
+        e = ev.get(name, {})
+        row += [
+            f"{e[k]:.3f}" if k in e else "-" for k in ("worker steps", "other steps", "wake-ups")
+        ]
+        line = "| " + " | ".join(row) + " |"
+        lines.append(line + (_sim_cols(c.get(name, {})) if sim else ""))
+        prev = name
+    return [*lines, ""]
+
+
+def report(workloads: list[str], m: dict[str, Any], sim: bool, sizes: dict[str, int]) -> str:
     lines = [
         f"## Where the microsecond goes (uvloop, {wl.MAX_WORKERS} workers)",
         "",
-        f"- µs: {n_time:,} items per batch, median of {rounds} rounds in one warm loop; "
-        "ratio: median of the per-round ratios to the floor",
-        f"- instructions: callgrind, (I(2n) - I(n)) / n with n = {n_instr:,}"
-        if counts
-        else "- instructions: not measured (--no-callgrind or valgrind missing)",
-        "",
+        f"- µs/item: batches of {sizes['time']:,} items, median of {sizes['rounds']} rounds in "
+        "one warm loop; ratio: median of the per-round ratios to the floor; Δµs = (ratio - 1) "
+        "x the floor's µs/item",
+        f"- instr/item: callgrind, (I(2n) - I(n)) / n, n = {sizes['instr']:,}; Δ: over the floor"
+        if m["counts"]
+        else "- instr/item: not measured (--no-callgrind, or valgrind is missing)",
+        f"- per item, counted with sys.setprofile over {sizes['events']:,} items: worker steps "
+        "(the loop resuming a worker), other steps (resuming the caller), wake-ups (set_result "
+        "on a loop future)",
+        "- step µs / step instr (ladder): the rung's cost over the rung above it",
     ]
-    head = "| program | µs/item | Δµs vs floor | ratio | instr/item | Δinstr vs floor |"
     if sim:
-        head += " L1 miss/item | LL miss/item | mispredicts/item |"
+        lines.append(
+            "- L1 / LL miss, mispredicts: per item, callgrind's cache and branch simulation"
+        )
+    lines.append("")
     for w in workloads:
-        t, c = times[w], counts.get(w, {})
-        f_us, f_ir = t["floor"]["us"], c.get("floor", {}).get("Ir")
-        for title, group in (("paths", ["floor", *PATHS]), ("step ladder", list(LADDER))):
-            lines += [f"### {w}: {title}", "", head, "| --- " * (head.count("|") - 1) + "|"]
-            prev = None
-            for name in group:
-                ir = c.get(name, {}).get("Ir")
-                us = t[name]["us"]
-                ir_s = f"{ir:,.0f} | {ir - f_ir:+,.0f}" if ir is not None and f_ir else "- | -"
-                row = f"| {name} | {us:.3f} | {us - f_us:+.3f} | {t[name]['ratio']:.2f} | {ir_s} |"
-                if title == "step ladder" and prev is not None and ir is not None:
-                    row = row[:-1] + f" (step {ir - c[prev]['Ir']:+,.0f}) |"
-                if sim:
-                    row += _sim_cols(c.get(name, {}))
-                lines.append(row)
-                prev = name
-            lines.append("")
+        lines += _table(w, ["floor", *PATHS], m, sim, ladder=False)
+        lines += _table(w, list(LADDER), m, sim, ladder=True)
     lines += [
-        "ladder steps:",
+        "ladder (each rung adds one step to the one above):",
         *(f"- {k}: {v[1]}" for k, v in LADDER.items()),
         "paths:",
         *(f"- {k}: {v[1]}" for k, v in PATHS.items()),
@@ -506,21 +571,23 @@ def main(argv: list[str] | None = None) -> int:
     if "floor" not in names:
         names.insert(0, "floor")
     quick = args.quick or wl.quick()
-    rounds = args.rounds or (3 if quick else 7)
-    n_time = args.n or (5_000 if quick else 100_000)
-    n_instr = args.n_instr or (2_000 if quick else 20_000)
+    sizes = {
+        "rounds": args.rounds or (3 if quick else 7),
+        "time": args.n or (5_000 if quick else 100_000),
+        "instr": args.n_instr or (2_000 if quick else 20_000),
+        "events": 2_000 if quick else 10_000,
+    }
     workloads = args.workload.split(",")
-    counts: dict[str, Any] = {}
     started = time.perf_counter()
     use_cg = not args.no_callgrind and shutil.which("valgrind") is not None
     # Timing first: the callgrind processes (one per workload, side by side) would slow it.
-    times = {w: time_rounds(w, names, n_time, rounds) for w in workloads}
+    m: dict[str, Any] = {"counts": {}}
+    m["times"] = {w: time_rounds(w, names, sizes["time"], sizes["rounds"]) for w in workloads}
+    m["events"] = {w: count_events(w, names, sizes["events"]) for w in workloads}
     with tempfile.TemporaryDirectory(prefix="accounting-") as tmp:
-        procs = (
-            {w: callgrind(w, names, n_instr, args.sim, Path(tmp)) for w in workloads}
-            if use_cg
-            else {}
-        )
+        procs = {}
+        if use_cg:
+            procs = {w: callgrind(w, names, sizes["instr"], args.sim, Path(tmp)) for w in workloads}
         for w, proc in procs.items():
             try:
                 _, err = proc.communicate(timeout=900)
@@ -530,10 +597,16 @@ def main(argv: list[str] | None = None) -> int:
             if proc.returncode:
                 print(f"callgrind run of {w} failed:\n{err[-2000:]}", file=sys.stderr)
                 return 1
-            counts[w] = per_item_counts(w, n_instr, Path(tmp))
-    text = report(workloads, times, counts, args.sim, n_time, n_instr, rounds)
+            m["counts"][w] = per_item_counts(w, sizes["instr"], Path(tmp))
+    text = report(workloads, m, args.sim, sizes)
     print(text)
-    print(f"(accounting took {time.perf_counter() - started:.0f} s)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "accounting.md").write_text(text + "\n", encoding="utf-8")
+    (RESULTS / "accounting.json").write_text(json.dumps({**m, "sizes": sizes}, indent=1))
+    print(
+        f"written: perf/results/accounting.md, accounting.json "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
     return 0
 
 
