@@ -858,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 n = scale_n(quick)
                 what = f"{n['sched'] if job == 'sched' else n[job.split('-')[1]]:,} items"
-            print(f"{job:16} {label}: {what}")
+            print(f"{job:22} {label}: {what}")
         return 0
 
     if args.publish and (quick or args.contender):
@@ -878,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Timed] = {}
     failed = []
     for job, label in jobs:
-        print(f"{job:16} {label} ...", end=" ", flush=True)
+        print(f"{job:22} {label} ...", end=" ", flush=True)
         r = run_child(job, spins, quick, timeout)
         res[job] = r
         if not r["ok"]:
