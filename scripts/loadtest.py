@@ -132,12 +132,13 @@ class Measurement:
     offered_rps: float | None = None  # h2load: the arrival rate asked for
     note: str = ""
     latencies_ms: list[float] = dataclasses.field(default_factory=list, repr=False)  # h2load
+    timed_out: int = 0  # h2load with censor_after: requests still unanswered at the end
     app_cpu: float | None = None  # the app process's CPU seconds per second of the run
     app_cpu_ms_per_request: float | None = None
 
     @property
     def failed(self) -> bool:
-        return self.errors > 0 or self.non_2xx > 0 or self.requests == 0
+        return self.errors > 0 or self.non_2xx > 0 or self.requests + self.timed_out == 0
 
 
 def parse_wrk(stdout: str) -> Measurement:
@@ -218,10 +219,17 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[rank - 1]
 
 
-def h2load_measurement(stdout: str, log_text: str, offered_rps: float) -> Measurement:
+def h2load_measurement(
+    stdout: str, log_text: str, offered_rps: float, censor_after: float | None = None
+) -> Measurement:
+    """One h2load run. With ``censor_after`` (h2load's -T, seconds), a request that timed out
+    is not an error but an answer slower than every other (an infinite latency), so the
+    percentiles it reaches read "> censor_after"; without it, a timeout is an error."""
     summary = parse_h2load_summary(stdout)
     rows = parse_h2load_log(log_text)
     ok = sorted(elapsed / 1000 for _, status, elapsed in rows if 200 <= status < 300)
+    censored = summary["timeout"] if censor_after is not None else 0
+    ok += [math.inf] * censored  # h2load logs no row for them
     starts = sorted(start for start, _, _ in rows)
     span = (starts[-1] - starts[0]) / 1e6 if len(starts) > 1 else 0.0
     arrival_rps = (len(starts) - 1) / span if span > 0 else 0.0
@@ -229,36 +237,41 @@ def h2load_measurement(stdout: str, log_text: str, offered_rps: float) -> Measur
     if arrival_rps and arrival_rps < 0.95 * offered_rps:
         note = f"arrivals lagged: {arrival_rps:.0f}/s of {offered_rps:.0f}/s offered"
     responses = sum(summary[k] for k in ("2xx", "3xx", "4xx", "5xx"))
+    if censored:
+        waited = f"{censored} still unanswered after {censor_after:g} s, counted as slower"
+        note = f"{note}; {waited}" if note else waited
     return Measurement(
         tool="h2load",
-        requests=len(ok),
+        requests=len(ok) - censored,
         seconds=span,
         rps=arrival_rps,
         p50_ms=percentile(ok, 50) if ok else None,
         p99_ms=percentile(ok, 99) if ok else None,
         p999_ms=percentile(ok, 99.9) if ok else None,
-        errors=summary["total"] - responses,  # no response: refused, reset, timed out, ...
+        errors=summary["total"] - responses - censored,  # no answer: refused, reset, timed out
         non_2xx=responses - summary["2xx"],
         offered_rps=offered_rps,
         note=note,
         latencies_ms=ok,
+        timed_out=censored,
     )
 
 
 def pooled(parts: Sequence[Measurement]) -> Measurement:
     """Several h2load runs at one rate as one: their latencies pooled, their counts summed."""
-    ok = sorted(x for m in parts for x in m.latencies_ms)
+    ok = sorted(x for m in parts for x in m.latencies_ms)  # censored ones included, as inf
     seconds = sum(m.seconds for m in parts)
     notes = sorted({m.note for m in parts if m.note})
     return Measurement(
         tool="h2load",
-        requests=len(ok),
+        requests=sum(m.requests for m in parts),
         seconds=seconds,
         rps=statistics.fmean(m.rps for m in parts),
         p50_ms=percentile(ok, 50) if ok else None,
         p99_ms=percentile(ok, 99) if ok else None,
         p999_ms=percentile(ok, 99.9) if ok else None,
         errors=sum(m.errors for m in parts),
+        timed_out=sum(m.timed_out for m in parts),
         non_2xx=sum(m.non_2xx for m in parts),
         offered_rps=parts[0].offered_rps,
         note="; ".join(notes),
@@ -508,19 +521,23 @@ def wrk_run(url: str, seconds: float, connections: int, script: Path, log: Path)
 class H2load:
     """An open-loop run: one new connection and one request every 1/rate seconds."""
 
-    def __init__(self, url: str, rps: float, seconds: float, patience: float, log: Path) -> None:
+    def __init__(
+        self, url: str, rps: float, seconds: float, patience: float, log: Path,
+        censor: bool = False,
+    ) -> None:  # fmt: skip
         self.per_period, self.period_ms = rate_schedule(rps)
         self.offered = self.per_period * 1000 / self.period_ms
         self.n = max(1, round(self.offered * seconds))
         self.seconds = seconds
-        self.patience = patience  # how long a request may take before it counts as timed out
+        self.patience = max(1, math.ceil(patience))  # h2load's -T: whole seconds
+        self.censor_after = float(self.patience) if censor else None
         self.log = log
         self.request_log = log.with_suffix(".requests.tsv")
         self.request_log.unlink(missing_ok=True)  # h2load appends to it
         self.argv = [
             "h2load", "--h1", "-t1", "-c", str(self.n), "-n", str(self.n),
             "--rate", str(self.per_period), "--rate-period", f"{self.period_ms}ms",
-            "-T", str(max(1, math.ceil(patience))), "--log-file", str(self.request_log), url,
+            "-T", str(self.patience), "--log-file", str(self.request_log), url,
         ]  # fmt: skip
         self.out = open(log, "w+")  # noqa: SIM115 - closed by result() or abandon()
         self.proc = subprocess.Popen(
@@ -541,7 +558,7 @@ class H2load:
         if code != 0:
             raise RuntimeError(f"h2load exited with {code}; see {self.log.relative_to(ROOT)}")
         text = self.request_log.read_text() if self.request_log.exists() else ""
-        return h2load_measurement(stdout, text, self.offered)
+        return h2load_measurement(stdout, text, self.offered, self.censor_after)
 
     def abandon(self) -> None:
         stop_process(self.proc)
@@ -624,19 +641,24 @@ class Run:
         self.wrk_script = LOGS / "wrk-report.lua"
         self.downstream: Server | None = None
         self.mixed_background_n = 0
+        self.mixed_patience = 0.0
         self.revision = antflow_revision()  # before the run: antflow/ may change during it
         self.mixed_offered = 0.0
 
     def python(self, contender: Contender) -> str:
         return self.peer_py if contender.peer and self.peer_py else sys.executable
 
-    def app(self, contender: Contender, tag: str) -> Server:
+    def start_app(self, contender: Contender, tag: str) -> Server:
+        """An app process for the contender, starting (see ready())."""
         assert self.downstream is not None
         args = ["app", "--downstream", self.downstream.url, "--http", HTTP_PARSER,
                 "--max-workers", str(self.s.max_workers)]  # fmt: skip
-        server = Server(
+        return Server(
             f"app-{contender.key}-{tag}", self.python(contender), args, peer=contender.peer
         )
+
+    def ready(self, server: Server, contender: Contender) -> Server:
+        """Wait until the app answers, and check it; stopped if it does not."""
         try:
             info = server.wait_ready()
             check_app(contender, info, server.url)
@@ -644,6 +666,9 @@ class Run:
             server.stop()
             raise
         return server
+
+    def app(self, contender: Contender, tag: str) -> Server:
+        return self.ready(self.start_app(contender, tag), contender)
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -659,11 +684,18 @@ class Run:
             # One app per contender for the saturation and fixed-rate rounds, all started at
             # once: an idle app costs nothing, and rounds can alternate between contenders.
             with contextlib.ExitStack() as stack:
+                starting = {}  # all start at once: their imports overlap
+                for outcome in self.live():
+                    c = outcome.contender
+                    try:
+                        starting[c.key] = stack.enter_context(running(self.start_app(c, "run")))
+                    except Exception as exc:
+                        self.fail(outcome, "start", exc)
                 apps: dict[str, Server] = {}
                 for outcome in self.live():
                     c = outcome.contender
                     try:
-                        apps[c.key] = stack.enter_context(running(self.app(c, "rounds")))
+                        apps[c.key] = self.ready(starting[c.key], c)
                         self.warm_up(apps[c.key], c)
                     except Exception as exc:
                         self.fail(outcome, "start", exc)
@@ -782,11 +814,16 @@ class Run:
                     _, before = http("GET", f"{app.url}/background")
                     t0 = time.monotonic()
                     # A request may wait for the whole background (FIFO semaphore), which is
-                    # sized to last 2.5 times the measurement at the best rate seen: patience
-                    # covers it running at under half that rate; beyond, a request is an error.
-                    patience = 20 + 6 * (ramp + s.mixed_duration)
+                    # sized to last 2.5 times the measurement at the best rate seen. Full runs
+                    # wait for that to end even at under half that rate; quick runs give up
+                    # after a few seconds, and such a request counts as slower than all others.
+                    patience = (
+                        3 + s.mixed_duration if s.quick else 20 + 6 * (ramp + s.mixed_duration)
+                    )
                     log = LOGS / f"h2load-{c.key}-mixed.log"
-                    h2 = H2load(url, self.mixed_offered, s.mixed_duration, patience, log)
+                    self.mixed_patience = patience
+                    h2 = H2load(url, self.mixed_offered, s.mixed_duration, patience, log,
+                                censor=True)  # fmt: skip
                     time.sleep(s.mixed_duration)
                     _, after = http("GET", f"{app.url}/background")
                     elapsed = time.monotonic() - t0
@@ -822,6 +859,8 @@ class Run:
 def fmt_ms(value: float | None) -> str:
     if value is None:
         return "-"
+    if math.isinf(value):
+        return "timed out"
     if value >= 1000:
         return f"{value / 1000:.2f} s"
     if value >= 100:
@@ -972,6 +1011,9 @@ def report(run: Run, notes: list[str], started: float) -> str:
             f"same pool, the fan-out endpoint at {run.mixed_offered:.0f} req/s for "
             f"{s.mixed_duration:g} s (h2load, open loop; a fresh app per contender)",
             "",
+            f"A request may wait {run.mixed_patience:g} s for its answer; one still waiting then "
+            'counts as slower than every answer ("timed out").',
+            "",
             "| contender | p50 | p99 | p99.9 | background calls/s | background ran throughout "
             "| errors | non-2xx |",
             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
@@ -1012,6 +1054,9 @@ def as_json(m: Measurement | None) -> dict[str, Any] | None:
         return None
     out = dataclasses.asdict(m)
     del out["latencies_ms"]  # the raw samples stay in the h2load logs
+    for key, value in out.items():
+        if isinstance(value, float) and math.isinf(value):
+            out[key] = None  # timed out (see "note"): JSON has no infinity
     return out
 
 
@@ -1094,7 +1139,17 @@ def chart(run: Run, path: Path) -> str | None:
     ]
     mixed = [(label, p99, c) for label, p99, c in mixed if p99 is not None]
     if mixed:
-        ax.bar([x[0] for x in mixed], [x[1] for x in mixed], color=[x[2] for x in mixed])
+        # A p99 that timed out (quick runs give up after a few seconds) is drawn at the
+        # longest wait allowed, hatched: the true value is larger.
+        cap = max([x[1] for x in mixed if math.isfinite(x[1])] + [run.mixed_patience * 1000])
+        bars = ax.bar(
+            [x[0] for x in mixed],
+            [x[1] if math.isfinite(x[1]) else cap for x in mixed],
+            color=[x[2] for x in mixed],
+        )
+        for bar, x in zip(bars, mixed, strict=True):
+            if not math.isfinite(x[1]):
+                bar.set_hatch("//")
         ax.set_yscale("log")
         ax.tick_params(axis="x", labelrotation=20)
     ax.set_title("mixed case: fan-out p99 beside a large map")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -398,6 +399,56 @@ def test_the_saturation_ratio_pairs_the_rounds() -> None:
     assert loadtest.paired_ratio(antflow, outcome("gather", {})) is None
     assert loadtest.paired_cpu_ratio(antflow, gather) == pytest.approx(1.5)
     assert loadtest.paired_cpu_ratio(antflow, outcome("gather", {})) is None
+
+
+H2LOAD_OUTPUT_TIMEOUT = """\
+starting benchmark...
+spawning thread #0: 4 total client(s). Up to 2 client(s) will be created every 10ms 4 total \
+requests
+progress: 25% of clients started
+progress: 50% of clients started
+Application protocol: http/1.1
+progress: 75% of clients started
+progress: 100% of clients started
+
+finished in 1.01s, 0.00 req/s, 0B/s
+requests: 4 total, 4 started, 0 done, 0 succeeded, 4 failed, 4 errored, 4 timeout
+status codes: 0 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 0B (0) total, 0B (0) headers (space savings 0.00%), 0B (0) data
+                     min         max         mean         sd        +/- sd
+time for request:        0us         0us         0us         0us     0.00%
+time for connect:        0us         0us         0us         0us     0.00%
+time to 1st byte:        0us         0us         0us         0us     0.00%
+req/s           :       0.00        0.00        0.00        0.00     0.00%
+"""
+
+
+def test_h2load_timeouts_are_errors_unless_censored() -> None:
+    # -T 1 against a partner that takes 3 s: h2load logs no row for the 4 timed-out requests.
+    plain = loadtest.h2load_measurement(H2LOAD_OUTPUT_TIMEOUT, "", offered_rps=200.0)
+    assert (plain.requests, plain.errors, plain.p99_ms) == (0, 4, None)
+    assert plain.failed
+    censored = loadtest.h2load_measurement(
+        H2LOAD_OUTPUT_TIMEOUT, "", offered_rps=200.0, censor_after=1.0
+    )
+    assert (censored.requests, censored.errors, censored.timed_out) == (0, 0, 4)
+    assert not censored.failed  # a slow contender, not a broken one
+    assert censored.p50_ms == censored.p99_ms == math.inf
+    assert "4 still unanswered after 1 s" in censored.note
+    assert loadtest.fmt_ms(censored.p99_ms) == "timed out"
+
+
+def test_censored_timeouts_rank_above_every_answer() -> None:
+    stdout = H2LOAD_OUTPUT.replace(
+        "8 done, 8 succeeded, 0 failed, 0 errored, 0 timeout",
+        "8 done, 7 succeeded, 1 failed, 1 errored, 1 timeout",
+    ).replace("status codes: 8 2xx", "status codes: 7 2xx")
+    log = "\n".join(H2LOAD_LOG.splitlines()[:7]) + "\n"
+    m = loadtest.h2load_measurement(stdout, log, offered_rps=200.0, censor_after=5.0)
+    assert (m.requests, m.errors, m.non_2xx) == (7, 0, 0)
+    assert m.p99_ms == math.inf
+    assert m.p50_ms == sorted(e / 1000 for _, _, e in loadtest.parse_h2load_log(log))[3]
+    assert not m.failed
 
 
 def test_h2load_output_without_a_summary_is_refused() -> None:
