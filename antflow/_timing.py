@@ -58,6 +58,16 @@ class TaskTimings:
         self._run_counts: list[int] = [0] * (len(BUCKETS) + 1)
         self._run_sum = 0.0
 
+    def observe(self, queue_seconds: float, run_seconds: float) -> None:
+        """Record one task that waited ``queue_seconds``, then ran ``run_seconds``.
+
+        The executor's worker calls this once per task, when the task ends: one call
+        for both histograms."""
+        self._queue_counts[bisect_left(BUCKETS, queue_seconds)] += 1
+        self._queue_sum += queue_seconds
+        self._run_counts[bisect_left(BUCKETS, run_seconds)] += 1
+        self._run_sum += run_seconds
+
     def observe_queue(self, seconds: float) -> None:
         """Record that one task waited ``seconds`` between its submit and its start."""
         self._queue_counts[bisect_left(BUCKETS, seconds)] += 1

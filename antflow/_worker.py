@@ -39,7 +39,7 @@ class WorkerPool(Pool):
         self._slots[task] = slot
         ring = self._ring
         timings = self._timings
-        started = 0.0
+        started = queued = 0.0  # with timing on: when the item started, was queued
         ran = 0
         coro: Any = None  # the item's coroutine, kept for failure()
         item: Any = None
@@ -92,7 +92,7 @@ class WorkerPool(Pool):
                         self._room.wake_one()
                     if timings is not None:
                         started = perf_counter()
-                        timings.observe_queue(started - call._queued_at[pos])
+                        queued = call._queued_at[pos]
                     try:
                         if call._plain:
                             # No options, one iterable: the call fed the bare value.
@@ -145,7 +145,7 @@ class WorkerPool(Pool):
                         self._room.wake_one()
                     if timings is not None:
                         started = perf_counter()
-                        timings.observe_queue(started - item._queued_at)
+                        queued = item._queued_at
                     try:
                         if item._opts is None:
                             fn = item._fn
@@ -184,7 +184,7 @@ class WorkerPool(Pool):
                             # Cancelled while it ran, but it swallowed the CancelledError.
                             uncancel(task)
                 if timings is not None:
-                    timings.observe_run(perf_counter() - started)
+                    timings.observe(started - queued, perf_counter() - started)
                 ran += 1
                 if ran == _YIELD_EVERY:
                     ran = 0

@@ -81,7 +81,7 @@ async def test_a_drain_timeout_needs_wait_and_a_non_negative_number() -> None:
     await executor.shutdown(timeout=1)  # never used: returns at once
 
 
-async def test_an_item_that_swallows_the_cancel_still_ends_its_future_cancelled() -> None:
+async def test_shutdown_returns_after_a_cancelled_item_has_unwound_its_clean_up() -> None:
     executor = AsyncExecutor(max_workers=1)
     finished = asyncio.Event()
 

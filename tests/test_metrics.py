@@ -102,6 +102,16 @@ def test_a_value_equal_to_a_bound_counts_in_that_bucket_and_one_above_in_the_nex
         assert [count for _, count in run] == [0] * (i + 1) + [1] * (len(BUCKETS) - i)
 
 
+def test_one_observe_call_records_the_queue_time_and_the_run_time_of_a_task() -> None:
+    timings = TaskTimings()
+    timings.observe(0.0003, 2.0)  # what the worker records when a task ends
+    queue, queue_sum, queue_count = timings.queue_snapshot()
+    run, run_sum, run_count = timings.run_snapshot()
+    assert (queue_sum, queue_count, run_sum, run_count) == (0.0003, 1, 2.0, 1)
+    assert dict(queue)[0.00025] == 0 and dict(queue)[0.0005] == 1
+    assert dict(run)[1.0] == 0 and dict(run)[2.5] == 1
+
+
 def test_values_beyond_the_last_bound_count_only_in_the_inf_bucket() -> None:
     timings = TaskTimings()
     timings.observe_run(10.5)
