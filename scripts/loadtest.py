@@ -1218,6 +1218,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(128 + signum)  # unwinds through the finally blocks: servers stopped
 
     signal.signal(signal.SIGTERM, terminate)
+    # Ctrl-C stops the run and its servers even where the shell started us with SIGINT ignored
+    # (a background job): KeyboardInterrupt unwinds through the same finally blocks.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     problem = ensure_tools(install=not args.no_install)
     if problem:
         print(f"loadtest: {problem}", file=sys.stderr)
