@@ -112,6 +112,7 @@ class _Pool:
     async def work(self) -> None:
         loop = asyncio.get_running_loop()
         ring, slot, ran, fresh = self.ring, _Slot(), 0, True
+        every = YIELD_EVERY if self.steps >= 4 else -1  # (the count itself is in +turn)
         self.waking -= 1
         while True:
             if not ring:
@@ -160,11 +161,10 @@ class _Pool:
                         call.in_flight -= 1
                         if call.in_flight <= call.low_water or pos == call.head_pos:
                             call.wake()
-            if self.steps >= 4:
-                ran += 1
-                if ran == YIELD_EVERY:
-                    ran = 0
-                    await asyncio.sleep(0)
+            ran += 1
+            if ran == every:
+                ran = 0
+                await asyncio.sleep(0)
 
     def wake_worker(self) -> None:
         idle = self.idle
@@ -280,8 +280,8 @@ LADDER: dict[str, tuple[Any, str]] = {
     "+queue": (rung_queue, "queue it: deque append by the feeder, popleft by a worker"),
     "+turn": (
         _pool_rung(3),
-        "the worker's turn and hand-over: ring, slot, counters, result "
-        "written in place, low-water check",
+        "the worker's turn and hand-over: ring, slot, counters (the count to 64 too), "
+        "result written in place, low-water check",
     ),
     "+yield64": (_pool_rung(4), "a loop turn (`sleep(0)`) every 64 items"),
     "+window": (
@@ -357,19 +357,15 @@ def callgrind(workload: str, names: list[str], n: int, sim: bool, out: Path) -> 
     tool = ["valgrind", "--tool=callgrind", "--dump-instr=no", "--dump-before=getppid"]
     if sim:
         tool += ["--cache-sim=yes", "--branch-sim=yes"]
+    me = [__file__, *f"--child {workload} --programs {','.join(names)} --n {n}".split()]
+    labels = str(out / f"labels.{workload}.json")
     cmd = [
         *tool,
         f"--callgrind-out-file={out}/cg.{workload}",
         sys.executable,
-        __file__,
-        "--child",
-        workload,
-        "--programs",
-        ",".join(names),
-        "--n",
-        str(n),
+        *me,
         "--labels-out",
-        str(out / f"labels.{workload}.json"),
+        labels,
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     return subprocess.Popen(
@@ -510,6 +506,35 @@ def _table(w: str, group: list[str], m: dict[str, Any], sim: bool, ladder: bool)
     return [*lines, ""]
 
 
+def _extra(m: dict[str, Any], w: str, name: str) -> dict[str, float]:
+    """What ``name`` adds to the floor per item on workload ``w``."""
+    t, c = m["times"][w], m["counts"].get(w, {})
+    out = {"us": (t[name]["ratio"] - 1) * t["floor"]["us"]}
+    if name in c:
+        for key, events in (("instr", ("Ir",)), ("L1", ("I1mr", "D1mr", "D1mw"))):
+            out[key] = sum(c[name].get(e, 0) - c["floor"].get(e, 0) for e in events)
+    return out
+
+
+def _suspending(m: dict[str, Any], sim: bool) -> list[str]:
+    """The executor's extra per item when the task suspends (yield) and when not (noop)."""
+    lines = ["### what the executor adds per item: yield / noop", ""]
+    for name in [p for p in PATHS if p in m["times"]["noop"]] + ["+turn"]:
+        if name not in m["times"]["noop"]:
+            continue
+        a, b = _extra(m, "noop", name), _extra(m, "yield", name)
+        text = f"- {name}: {b['us']:.3f} / {a['us']:.3f} µs = {b['us'] / a['us']:.2f}x"
+        if "instr" in a:
+            text += f"; {b['instr']:,.0f} / {a['instr']:,.0f} instructions"
+            text += (
+                f" ({b['us'] * 1e3 / b['instr']:.3f} / {a['us'] * 1e3 / a['instr']:.3f} ns each)"
+            )
+        if sim and "L1" in a:
+            text += f"; L1 misses {b['L1']:,.0f} / {a['L1']:,.0f}"
+        lines.append(text)
+    return [*lines, ""]
+
+
 def report(workloads: list[str], m: dict[str, Any], sim: bool, sizes: dict[str, int]) -> str:
     lines = [
         f"## Where the microsecond goes (uvloop, {wl.MAX_WORKERS} workers)",
@@ -533,6 +558,7 @@ def report(workloads: list[str], m: dict[str, Any], sim: bool, sizes: dict[str, 
     for w in workloads:
         lines += _table(w, ["floor", *PATHS], m, sim, ladder=False)
         lines += _table(w, list(LADDER), m, sim, ladder=True)
+    lines += _suspending(m, sim) if {"noop", "yield"} <= set(workloads) else []
     lines += [
         "ladder (each rung adds one step to the one above):",
         *(f"- {k}: {v[1]}" for k, v in LADDER.items()),
