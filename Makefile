@@ -13,7 +13,7 @@ FRESH_TARGETS ?= test
 .PHONY: help venv test test-matrix fresh-clone lint typecheck dist bench profile loadtest clean
 
 help:
-	@echo "make test | test-matrix | fresh-clone | lint | typecheck | dist | bench | profile | clean"
+	@echo "make test | test-matrix | fresh-clone | lint | typecheck | dist | bench | profile | loadtest | clean"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
