@@ -112,7 +112,6 @@ class _Pool:
     async def work(self) -> None:
         loop = asyncio.get_running_loop()
         ring, slot, ran, fresh = self.ring, _Slot(), 0, True
-        every = YIELD_EVERY if self.steps >= 4 else -1  # (the count itself is in +turn)
         self.waking -= 1
         while True:
             if not ring:
@@ -161,10 +160,11 @@ class _Pool:
                         call.in_flight -= 1
                         if call.in_flight <= call.low_water or pos == call.head_pos:
                             call.wake()
-            ran += 1
-            if ran == every:
+            ran += 1  # the count is in +turn; +yield64 adds the loop turn
+            if ran == YIELD_EVERY:
                 ran = 0
-                await asyncio.sleep(0)
+                if self.steps >= 4:
+                    await asyncio.sleep(0)
 
     def wake_worker(self) -> None:
         idle = self.idle
