@@ -5,7 +5,7 @@
     python perf/accounting.py --sim          # + simulated cache misses, mispredicted branches
     BENCH_QUICK=1 python perf/accounting.py  # small sizes, 3 rounds: the smoke test
 
-Two measures of every program, on uvloop with 100 workers:
+What is measured for every program, on uvloop with 100 workers:
 
 - **instructions per item**: each workload runs in a fresh process under
   ``valgrind --tool=callgrind``, which counts every instruction (the interpreter, uvloop, libc)
@@ -16,6 +16,11 @@ Two measures of every program, on uvloop with 100 workers:
   batch of each program, in an order that rotates from round to round, ``gc.collect()``
   before each batch, results checked. Per program: the median µs per item over the rounds and
   the median of its per-round ratios to the floor (drift lands on both sides and cancels).
+- **loop events per item**, counted with sys.setprofile over batches of n and 2n: the loop
+  resuming a worker, resuming the caller, and ``set_result`` on a loop future (a wake-up).
+- with ``--sim``, callgrind's simulated L1 / last-level cache misses and mispredicted branches.
+
+Without valgrind (a Debian package, not a pip one) the instructions are left out, with a note.
 
 The programs are the real paths (the floor, ``map``, ``map_iter``, ``submit`` +
 ``await result()``, ``as_completed``; the bodies of perf/workloads.py) and a *ladder*: models
