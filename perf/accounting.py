@@ -550,10 +550,11 @@ def report(workloads: list[str], m: dict[str, Any], sim: bool, sizes: dict[str, 
         f"- instr/item: callgrind, (I(2n) - I(n)) / n, n = {sizes['instr']:,}; Δ: over the floor"
         if m["counts"]
         else "- instr/item: not measured (--no-callgrind, or valgrind is missing)",
-        f"- per item, counted with sys.setprofile over {sizes['events']:,} items: worker steps "
+        f"- per item, counted with sys.setprofile, (count(2n) - count(n)) / n, n = "
+        f"{sizes['events']:,}: worker steps "
         "(the loop resuming a worker), other steps (resuming the caller), wake-ups (set_result "
         "on a loop future)",
-        "- step µs / step instr (ladder): the rung's cost over the rung above it",
+        "- step µs / step instr (ladder): the rung's cost over the previous rung (the row above)",
     ]
     if sim:
         lines.append(
