@@ -22,12 +22,12 @@ from collections.abc import (
     Callable,
     Generator,
     Iterable,
-    Iterator,
 )
 from itertools import islice
 from time import perf_counter
 from typing import Any, Generic, TypeVar
 
+from ._inputs import aclose, zip_async
 from ._options import Options
 from ._pool import Pool
 
@@ -35,37 +35,6 @@ __all__ = ["IterState", "MapCall", "MapIterator"]
 
 _T = TypeVar("_T")
 _MISSING: Any = object()
-
-
-async def _zip_async(iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]) -> Any:
-    """``zip`` over a mix of sync and async iterables, as an async iterator of tuples.
-
-    Closing it closes the async inputs too (see _Call._close_source).
-    """
-    iterators: list[Iterator[Any] | AsyncIterator[Any]] = [
-        aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
-    ]
-    try:
-        while True:
-            args = []
-            for it in iterators:
-                try:
-                    if isinstance(it, AsyncIterator):
-                        args.append(await anext(it))
-                    else:
-                        args.append(next(it))
-                except (StopIteration, StopAsyncIteration):
-                    return
-            yield tuple(args)
-    finally:
-        for it in iterators:
-            await _aclose(it)
-
-
-async def _aclose(iterator: object) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 @types.coroutine
@@ -101,7 +70,7 @@ class _Call(Generic[_T]):
             (only,) = iterables
             self._source: Any = aiter(only) if self._is_async else iter(only)  # type: ignore[arg-type]
         elif self._is_async:
-            self._source = _zip_async(iterables)
+            self._source = zip_async(iterables)
         else:
             self._source = zip(*iterables)  # noqa: B905 - zip to the shortest, as map() does
         self._context = contextvars.copy_context() if opts is not None and opts.context else None
@@ -276,7 +245,7 @@ class _Call(Generic[_T]):
         # generator would otherwise be finalised only when garbage collected). Sync
         # inputs are left as they are, as the built-in map() leaves them.
         if self._is_async:
-            await _aclose(self._source)
+            await aclose(self._source)
 
 
 class MapCall(_Call[_T]):

@@ -23,6 +23,7 @@ from ._future import CANCELLED, AsyncFuture
 from ._options import (
     Options,
     check_callable,
+    check_map_args,
     check_positive,
     check_retries,
     check_timeout,
@@ -288,14 +289,7 @@ class AsyncExecutor(BaseExecutor):
         window: int | None,
     ) -> tuple[Options | None, int]:
         self._pool.check_open()
-        check_callable(fn)
-        if not iterables:
-            raise TypeError("map() needs at least one iterable")
-        for it in iterables:
-            if not isinstance(it, (Iterable, AsyncIterable)):
-                raise TypeError(f"map() arguments must be iterables, got {type(it).__name__}")
-        if timeout is not None:
-            check_timeout(timeout)
+        check_map_args(fn, iterables, timeout)
         window = check_window(window, 4 * self._pool._max_workers)
         opts = self._options(retries, retry_delay, None, task_timeout)
         return opts, window

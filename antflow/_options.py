@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from inspect import isawaitable
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from ._retry import call_with_retries
 __all__ = [
     "Options",
     "check_callable",
+    "check_map_args",
     "check_non_negative",
     "check_positive",
     "check_retries",
@@ -64,6 +65,17 @@ def check_timeout(timeout: object) -> None:
 def check_callable(fn: object) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be an async callable, got {type(fn).__name__}: {fn!r}")
+
+
+def check_map_args(fn: object, iterables: tuple[object, ...], timeout: object) -> None:
+    """The arguments of a ``map`` / ``map_iter`` call that every executor checks alike."""
+    check_callable(fn)
+    if not iterables:
+        raise TypeError("map() needs at least one iterable")
+    for it in iterables:
+        if not isinstance(it, (Iterable, AsyncIterable)):
+            raise TypeError(f"map() arguments must be iterables, got {type(it).__name__}")
+    check_timeout(timeout)
 
 
 def check_retries(retries: object, retry_delay: object) -> None:

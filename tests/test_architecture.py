@@ -102,7 +102,7 @@ def test_the_layers_import_downwards() -> None:
     # the pool above the options and errors. Each layer may import only lower ones.
     layers = [
         {"antflow._errors", "antflow._stats", "antflow._timing", "antflow._compat"},
-        {"antflow._retry", "antflow._ratelimit", "antflow._loop"},
+        {"antflow._retry", "antflow._ratelimit", "antflow._loop", "antflow._inputs"},
         {"antflow._options"},
         {"antflow._future", "antflow._room"},
         {"antflow._slot", "antflow._waiting"},

@@ -15,33 +15,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, I
 from itertools import islice
 from typing import Any, Generic, Protocol, TypeVar
 
+from .._inputs import zip_async
 from ._batching import Batch, BatchSizer, encode_map
 from ._runner import STOP_AFTER, STOP_ALL
 
 __all__ = ["MapCall", "MapIterStart", "MapIterator"]
 
 _T = TypeVar("_T")
-
-
-async def _zip_async(iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...]) -> Any:
-    """``zip`` over sync and async iterables, as an async generator of tuples."""
-    iterators: list[Any] = [
-        aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
-    ]
-    try:
-        while True:
-            args = []
-            for it in iterators:
-                try:
-                    args.append(await anext(it) if isinstance(it, AsyncIterator) else next(it))
-                except (StopIteration, StopAsyncIteration):
-                    return
-            yield tuple(args)
-    finally:
-        for it in iterators:
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
 
 class CallHost(Protocol):
@@ -78,7 +58,7 @@ class MapCall(Generic[_T]):
         self._sync: Iterator[tuple[Any, ...]] | None = None
         self._async: Any = None
         if any(isinstance(it, AsyncIterable) for it in iterables):
-            self._async = _zip_async(iterables)
+            self._async = zip_async(iterables)
         else:
             self._sync = zip(*iterables)  # noqa: B905 - the shortest input ends the call
         self._read = 0  # items read from the input so far

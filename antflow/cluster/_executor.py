@@ -26,7 +26,13 @@ import distributed
 from .._base import BaseExecutor
 from .._errors import ExecutorShutdownError
 from .._future import AsyncFuture
-from .._options import check_callable, check_positive, check_retries, check_timeout, check_window
+from .._options import (
+    check_callable,
+    check_map_args,
+    check_positive,
+    check_retries,
+    check_window,
+)
 from .._stats import ExecutorStats
 from . import _runner
 from ._batching import check_batch_size
@@ -313,13 +319,7 @@ class ClusterExecutor(ClientSide, BaseExecutor):
     ) -> tuple[Any, int, int | None]:
         self._bind()
         self._check_open()
-        check_callable(fn)
-        if not iterables:
-            raise TypeError("map() needs at least one iterable")
-        for it in iterables:
-            if not isinstance(it, (Iterable, AsyncIterable)):
-                raise TypeError(f"map() arguments must be iterables, got {type(it).__name__}")
-        check_timeout(timeout)
+        check_map_args(fn, iterables, timeout)
         window = check_window(window, 0)
         batch_size = check_batch_size(batch_size)
         return self._opts(retries, retry_delay, task_timeout), window, batch_size
