@@ -49,6 +49,7 @@ sys.path.insert(0, str(PERF))
 sys.path.insert(1, str(ROOT))
 
 import scaleout_items as items  # noqa: E402
+from rss import reset_peak, status_kib  # noqa: E402
 
 MAX_WORKERS = 100  # slots per process, for every contender
 MB = 1_000_000
@@ -289,27 +290,6 @@ CONTENDERS: dict[str, tuple[str, Callable[[int, Sizes], Any]]] = {
 # -- the memory row ------------------------------------------------------------------------
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Set the kernel's peak-RSS mark (VmHWM) back to the current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
-
-
 async def run_memory(n: int) -> Timed:
     cluster_executor = _cluster_class()
 
@@ -320,8 +300,8 @@ async def run_memory(n: int) -> Timed:
         async for _ in ex.map_iter(items.noop, inputs(2_000)):  # warm-up, untimed
             pass
         gc.collect()
-        exact = _reset_peak_rss()
-        before = _status_kib("VmRSS")
+        exact = reset_peak()
+        before = status_kib("VmRSS")
         if not exact or before is None:
             raise Unavailable("needs Linux's /proc/self/clear_refs and /proc/self/status")
         expected = 0
@@ -331,7 +311,7 @@ async def run_memory(n: int) -> Timed:
                 raise AssertionError(f"memory: result {r!r} at index {expected}")
             expected += 1
         seconds = time.perf_counter() - t0
-        peak = _status_kib("VmHWM")
+        peak = status_kib("VmHWM")
         assert peak is not None
         if expected != n:
             raise AssertionError(f"memory: {expected} results of {n}")

@@ -25,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import workloads as wl
+from rss import reset_peak, status_kib
 
 
 def _antflow_version() -> str:
@@ -116,29 +117,8 @@ def _timing_main() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _peak_kib() -> int:
-    hwm = _proc_status_kib("VmHWM")
+    hwm = status_kib("VmHWM")
     if hwm is not None:
         return hwm
     import resource
@@ -148,7 +128,7 @@ def _peak_kib() -> int:
 
 
 def _rss_kib() -> int:
-    rss = _proc_status_kib("VmRSS")
+    rss = status_kib("VmRSS")
     return rss if rss is not None else _peak_kib()
 
 
@@ -167,7 +147,7 @@ def _memory_main(argv: list[str]) -> None:
     import gc
 
     gc.collect()
-    reset = _reset_peak()
+    reset = reset_peak()
     rss_before = _rss_kib()
     peak_before = _peak_kib()
     seconds, res = wl.run_body(contender, args.workload, args.loop, args.n)
