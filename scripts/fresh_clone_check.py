@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _bounded import run  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,35 +36,6 @@ def git(*args: str, cwd: Path = ROOT) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout.strip()
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop the process group this script started (and nothing else)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def run(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None) -> int:
-    """Run a command (output passes through), bounded; returns its exit code (124: timeout)."""
-    print("+ " + shlex.join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, start_new_session=True)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        print(f"fresh-clone: timed out after {timeout:.0f} s: stopping it", flush=True)
-        stop(proc)
-        return 124
-    except BaseException:
-        stop(proc)
-        raise
 
 
 def clean_env() -> dict[str, str]:

@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _bounded import run  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
@@ -66,37 +67,6 @@ def find_python(root: Path, minor: str) -> Path | None:
     return max(found)[1] if found else None
 
 
-def run(cmd: list[str], timeout: float) -> int:
-    """Run a command (output passes through), bounded; returns its exit code (124: timeout)."""
-    print("+ " + shlex.join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, cwd=str(ROOT), start_new_session=True)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        print(f"timed out after {timeout:.0f} s: stopping it", flush=True)
-        stop(proc)
-        return 124
-    except KeyboardInterrupt:
-        stop(proc)
-        raise
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop the process group this script started (and nothing else)."""
-    import signal
-
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def ensure_venv(python: Path, venv: Path, extras: str, timeout: float) -> bool:
     stamp = venv / ".installed"
     pyproject = ROOT / "pyproject.toml"
@@ -109,7 +79,7 @@ def ensure_venv(python: Path, venv: Path, extras: str, timeout: float) -> bool:
         [vpy, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]"],
     ]
     for cmd in steps:
-        if run(cmd, timeout) != 0:
+        if run(cmd, ROOT, timeout) != 0:
             return False
     stamp.touch()
     return True
@@ -164,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             results[v] = "could not make .venv-" + v
         else:
             cmd = [str(venv / "bin" / "python"), "-m", "pytest", *args.pytest_args]
-            code = run(cmd, args.timeout)
+            code = run(cmd, ROOT, args.timeout)
             results[v] = "passed" if code == 0 else f"FAILED (exit {code})"
         results[v] += f" in {time.monotonic() - t0:.0f} s"
         if args.fail_fast and not results[v].startswith("passed"):
