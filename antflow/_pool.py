@@ -203,13 +203,8 @@ class Pool:
         worker per queued item would waste a wake-up on every item that a running worker
         reaches first, which for short items is nearly all of them.
         """
-        idle = self._idle
-        while idle:
-            waiter = idle.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                self._waking += 1
-                return True
+        if self._wake_idle():
+            return True
         if len(self._workers) < self._max_workers:
             self._start_worker()
             return True
@@ -252,12 +247,19 @@ class Pool:
         """If nothing is left to feed the queue, wake parked workers so that they exit."""
         if self._state == OPEN or self._calls or self._ring:
             return
+        while self._wake_idle():
+            pass
+
+    def _wake_idle(self) -> bool:
+        """Wake one parked worker (skipping any whose waiter is done); False if none is."""
         idle = self._idle
         while idle:
             waiter = idle.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 self._waking += 1
+                return True
+        return False
 
     # -- the worker loop: see _worker -----------------------------------------------------
 
