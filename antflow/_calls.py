@@ -1,28 +1,30 @@
-"""The machinery of ``map`` and ``map_iter``: lazy input, a bounded window, one waiter.
+"""What ``map`` and ``map_iter`` share, and ``map``'s call: lazy input, a bounded window.
 
-A call reads its input only as far as ``window`` items ahead of what its caller has
-consumed, so its memory is O(window) whatever the input's length. Its items go into the
-executor's queue as plain ``(call, place, args)`` tuples: no future and no object per
-item. The worker that ends an item hands the result over in place (``_results[place]``;
-failures go through ``_item_failed``) and wakes the caller through one raw loop future
-only when the caller has something to do: a refill at half the window for ``map``, the
-next result in input order for ``map_iter``.
+A call reads its input lazily, at most ``window`` items ahead of what its caller has
+consumed, so its memory is O(window) whatever the input's length. There are two ways in:
+
+- *pulled* (a synchronous input): the call stands in the pool's ring and the workers whose
+  turn it is read its input themselves, one item each when they are free for it (see
+  _worker._pull_map and _worker._pull). Nothing is queued, nothing is made per item, and
+  the caller is woken only when it has something to do;
+- *pushed* (an async input, a progress bar, a window smaller than the pool): the caller
+  reads a window ahead and queues plain ``(call, place, args)`` tuples in the call's lane;
+  it is woken to refill at half the window.
+
+Either way the worker hands a result over in place (``_results[place]``; failures go
+through ``_item_failed``) and wakes the caller through one raw loop future. map_iter's
+call is in _mapiter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import types
+import functools
+import operator
+import sys
 from collections import deque
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Generator,
-    Iterable,
-)
+from collections.abc import AsyncIterable, Callable, Iterable
 from itertools import islice
 from time import perf_counter
 from typing import Any, Generic, TypeVar
@@ -31,20 +33,29 @@ from ._inputs import aclose, zip_async
 from ._options import Options
 from ._pool import Pool
 
-__all__ = ["IterState", "MapCall", "MapIterator"]
+__all__ = ["MISSING", "BaseCall", "MapCall"]
 
 _T = TypeVar("_T")
-_MISSING: Any = object()
+MISSING: Any = object()
+
+# Iterators whose iteration runs no code of the user's: a pulled map reads them directly.
+_EXAMPLES: tuple[Iterable[Any], ...] = (
+    (),
+    [],
+    range(0),
+    range(1 << 64),
+    "",
+    b"",
+    bytearray(),
+    {},
+    {}.values(),
+    {}.items(),
+    set(),
+)
+_PLAIN_ITERATORS: frozenset[type] = frozenset(type(iter(example)) for example in _EXAMPLES)
 
 
-@types.coroutine
-def _ready(value: _T) -> Generator[Any, None, _T]:
-    """An awaitable of a value at hand: awaiting it returns at once, without a loop turn."""
-    return value
-    yield  # unreachable: it makes this a generator, hence awaitable
-
-
-class _Call(Generic[_T]):
+class BaseCall(Generic[_T]):
     """What ``map`` and ``map_iter`` share: feeding the window, the deadline, ending."""
 
     def __init__(
@@ -74,6 +85,23 @@ class _Call(Generic[_T]):
         else:
             self._source = zip(*iterables)  # noqa: B905 - zip to the shortest, as map() does
         self._context = contextvars.copy_context() if opts is not None and opts.context else None
+        # A synchronous input can be *pulled*: the call stands in the pool's ring itself and
+        # a worker whose turn it is reads the next input (see _worker), in a copy of the
+        # caller's context, so the input's own code sees the caller's context variables.
+        # An async input is pushed: the caller reads it and queues entries in its lane.
+        # (MapCall and IterState decide whether they pull; a subclass that must see
+        # results as they come, such as a progress bar, sets _can_pull False.)
+        self._pull = False
+        self._ctx_run: Any = contextvars.copy_context().run if not self._is_async else None
+        self._limit = 0  # pulling: read no input at or beyond this count
+        self._in_ring = False  # pulling: the call stands in the pool's ring
+        self._ready_at = 0.0  # pulling, with timing on: since when its next item waits
+        # Pulling, the worker counts successes in ``_done`` (the items in flight are
+        # ``_count - _done``, as no item fails without ending a map call) and wakes the
+        # caller when ``_done`` reaches ``_last``, map's count once its input is exhausted.
+        self._done = 0
+        self._last = -1
+        self._lost = 0  # items that failed or were cancelled (counted by _slot)
         self._count = 0  # items fed so far; the next item's index
         self._in_flight = 0  # items fed whose outcome the worker has not handed over
         # The worker hands a result over in place (see Pool._work):
@@ -109,6 +137,33 @@ class _Call(Generic[_T]):
 
     def _item_failed(self, pos: int, exc: BaseException) -> None:
         raise NotImplementedError
+
+    def _input_ended(self, error: BaseException | None) -> None:
+        """A worker found the input exhausted (``error`` None) or raising ``error``."""
+        if self._in_ring:
+            self._in_ring = False
+            self._pool._ring.remove(self)
+        self._exhausted = True
+        if error is not None and self._error is None:
+            self._error = error
+        self._wake()
+
+    def counts(self) -> tuple[int, int]:
+        """Pulled: (items read, items that succeeded) so far; the pool adds these up."""
+        return self._count, self._done
+
+    def _grow_results(self, pos: int) -> None:
+        """Pulled map: make room for the result at ``pos`` (see MapCall.run)."""
+        results = self._results
+        results.extend([None] * max(pos + 1 - len(results), len(results) // 2 + 64))
+
+    def _take_turns(self) -> None:
+        """Pulling: stand in the pool's ring, so that workers read this call's input."""
+        if not self._in_ring and self._open and not self._exhausted:
+            self._in_ring = True
+            if self._pool._timings is not None:
+                self._ready_at = perf_counter()
+            self._pool.add_lane(self)
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -224,11 +279,12 @@ class _Call(Generic[_T]):
             if pool._timings is not None:
                 self._stamp(self._count, n)
             self._count += n
+            self._limit = self._count  # (map_iter's fast path: see MapIterator.__anext__)
             self._in_flight += n
             pool._submitted += n
             if len(self._lane) == n:
-                pool._ring.append(self._lane)  # the lane was empty: it takes turns again
-            if not pool._waking:
+                pool.add_lane(self._lane)  # the lane was empty: it takes turns again
+            elif not pool._waking:
                 pool.wake_worker()
 
     def _stamp(self, start: int, n: int) -> None:
@@ -248,16 +304,42 @@ class _Call(Generic[_T]):
             await aclose(self._source)
 
 
-class MapCall(_Call[_T]):
+class MapCall(BaseCall[_T]):
     """One ``await executor.map(...)``: results in input order, the first error raised."""
+
+    _can_pull = True
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._low_water = self._window // 2  # refill when half the window has ended
+        # Pulled, at most one item per worker is in flight; a window below the pool's size
+        # is kept by pushing, as is an async input.
+        if self._can_pull and not self._is_async and self._window >= self._pool._max_workers:
+            self._pull = True
+            self._limit = sys.maxsize
+            # Results go in place; the list grows in steps (the worker catches the
+            # IndexError: a check per item would cost more), from the input's own hint.
+            hint = operator.length_hint(args[2][0], 0) if self._single else 0
+            self._results = [None] * min(hint, 1 << 20)
+            # Workers run ``for pos, args in _esrc`` (see _worker._pull_map); an input
+            # whose iteration runs no code of the user's is read directly, any other
+            # through the caller's context.
+            source = self._source
+            if type(source) not in _PLAIN_ITERATORS:
+                source = iter(functools.partial(self._ctx_run, next, source), MISSING)
+            self._esrc = enumerate(source)
+            self._turns = 0  # workers holding a turn of this call (each runs one item)
 
     async def run(self) -> list[_T]:
         loop = self._begin()
         try:
+            if self._pull:
+                self._take_turns()
+                while self._turns or not self._exhausted:
+                    await self._sleep(loop)
+                self._raise_if_stopped()  # the input raised with no item in flight
+                del self._results[self._read() :]  # the places grown beyond the input
+                return self._results
             while True:
                 if not self._exhausted:
                     await self._fill(self._window - self._in_flight)
@@ -278,6 +360,18 @@ class MapCall(_Call[_T]):
             self._results.extend([None] * n)
             super()._fed(n)
 
+    def _read(self) -> int:
+        """Pulled: how many inputs the workers have read (the enumerate's next index)."""
+        reduced: Any = self._esrc.__reduce__()  # (enumerate, (iterator, next index))
+        return int(reduced[1][1])
+
+    def counts(self) -> tuple[int, int]:
+        # Derived, so that a success costs the worker nothing beyond its result: every
+        # input read is running (its worker's slot holds this call), lost, or succeeded.
+        read = self._read()
+        running = sum(slot.call is self for slot in self._pool._slots.values())
+        return read, read - running - self._lost
+
     def _item_failed(self, pos: int, exc: BaseException) -> None:
         # Fail fast, now rather than when the caller wakes: in between, the workers
         # would start more of this call's queued items.
@@ -286,115 +380,3 @@ class MapCall(_Call[_T]):
             self._error = exc
         self._end()
         self._wake()
-
-
-class MapIterator(AsyncIterator[_T]):
-    """The async iterator of ``executor.map_iter(...)``.
-
-    A thin shell around the call state: the queue and the workers refer to the state,
-    never to this object, so when the consumer drops the iterator (a ``break`` out of
-    ``async for``) it is freed at once and ``__del__`` cancels the call's items without
-    waiting for a garbage collection or an ``aclose()``.
-    """
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: IterState[_T]) -> None:
-        self._state = state
-
-    def __aiter__(self) -> MapIterator[_T]:
-        return self
-
-    def __anext__(self) -> Awaitable[_T]:
-        # The fast path of IterState.anext, inlined: this runs once per result.
-        state = self._state
-        pos = state._head_pos
-        result = state._results[pos]
-        if (
-            result is not _MISSING
-            and state._open
-            and state._fast
-            and (state._exhausted or state._count - state._head > state._refill_at)
-        ):
-            state._results[pos] = _MISSING
-            state._head += 1
-            state._head_pos = pos + 1 if pos + 1 < state._window else 0
-            return _ready(result)
-        return state.next()
-
-    async def aclose(self) -> None:
-        """Stop the iteration: cancel its running items; its queued ones never start."""
-        await self._state.close()
-
-    def __repr__(self) -> str:
-        return repr(self._state)
-
-    def __del__(self) -> None:
-        state = self._state
-        if state._open:
-            loop = state._pool._loop
-            if loop is not None and not loop.is_closed():
-                state._end()
-
-
-class IterState(_Call[_T]):
-    """map_iter's call: results wait in a ring of ``window`` places until their turn."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._head = 0  # the input position of the next result to yield
-        self._head_pos = 0  # its place in the ring
-        self._results = [_MISSING] * self._window
-        self._places = self._window
-        if self._pool._timings is not None:
-            self._queued_at = [0.0] * self._window
-        self._failed: dict[int, BaseException] = {}  # by place in the ring
-        self._finished = False
-        self._refill_at = self._window // 2
-        # MapIterator.__anext__ hands a result at hand over without a coroutine when the
-        # call is open and needs no refill; a subclass that must see every result in
-        # next() turns this off.
-        self._fast = True
-
-    async def next(self) -> _T:
-        if self._finished:
-            raise StopAsyncIteration
-        loop = self._loop if self._began else self._begin()
-        try:
-            while True:
-                if self._error is not None or self._timed_out:
-                    self._raise_if_stopped()
-                head = self._head
-                # Refill when half the window is free: one read of the input per many items.
-                if not self._exhausted and self._count - head <= self._refill_at:
-                    await self._fill(self._window - (self._count - head))
-                    self._raise_if_stopped()
-                pos = self._head_pos
-                result = self._results[pos]
-                if result is not _MISSING:
-                    self._results[pos] = _MISSING
-                    self._head = head + 1
-                    self._head_pos = pos + 1 if pos + 1 < self._window else 0
-                    return result  # type: ignore[no-any-return]
-                if pos in self._failed:
-                    raise self._failed.pop(pos)
-                if head == self._count and self._exhausted:
-                    raise StopAsyncIteration
-                await self._sleep(loop)
-        except BaseException:
-            self._finished = True
-            self._end()
-            await self._close_source()
-            raise
-
-    async def close(self) -> None:
-        if not self._finished:
-            self._finished = True
-            self._end()
-            await self._close_source()
-
-    def _item_failed(self, pos: int, exc: BaseException) -> None:
-        self._in_flight -= 1
-        self._failed[pos] = exc
-        if pos == self._head_pos:
-            self._wake()

@@ -18,8 +18,9 @@ from time import perf_counter
 from typing import Any, Final, TypeVar
 
 from ._base import BaseExecutor
-from ._calls import IterState, MapCall, MapIterator
+from ._calls import MapCall
 from ._future import CANCELLED, AsyncFuture
+from ._mapiter import IterState, MapIterator
 from ._options import (
     Options,
     check_callable,

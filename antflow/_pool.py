@@ -1,19 +1,23 @@
 """The pool: ``max_workers`` slots, each a long-lived worker coroutine, on raw loop futures.
 
-Work waits in *lanes*, one per caller: a deque for the stream of ``submit`` calls and one
-for each ``map`` / ``map_iter`` call in progress. The lanes that hold work stand in a
+Work waits in *lanes*, one per caller: a deque for the stream of ``submit`` calls, and
+one for each ``map`` / ``map_iter`` call in progress. The lanes that hold work stand in a
 ring, and a worker that is free takes the next entry from the lane at the head of the
 ring, then moves that lane to the back: callers get turns, round robin, so a small
 request waits for about one freed worker, not behind another caller's whole window.
-With one caller the ring has one lane and a turn costs two comparisons.
+With one caller the ring has one lane and a turn costs a comparison or two.
 
 A worker awaits each item's coroutine inline: no Task, no queue object and no lock per
-item. An entry is an :class:`AsyncFuture` (from ``submit``) or a ``(call, place, args)``
-tuple, an item of a ``map`` / ``map_iter`` call (see _calls), which needs no future of
-its own. An idle worker parks on a raw future from ``loop.create_future()``; new work
-wakes one parked worker when none is already on its way, and a woken worker that finds
-more work wakes the next ones (see wake_worker). The loop is single-threaded, so the
-pool's state lives in plain attributes that change only between two awaits.
+item. A call over a synchronous input queues nothing: the call itself stands in the
+ring, and a worker whose turn it is reads the call's next input itself (it *pulls*),
+so no entry is made per item and nobody has to be woken to refill a queue (see
+_worker). Other entries are an :class:`AsyncFuture` (from ``submit``) or a ``(call,
+place, args)`` tuple, an item of a call over an async input, which its caller reads
+ahead and queues (see _calls). An idle worker parks on a raw future from
+``loop.create_future()``; new work wakes one parked worker when none is already on its
+way, and a woken worker that finds more work wakes the next ones (see wake_worker). The
+loop is single-threaded, so the pool's state lives in plain attributes that change only
+between two awaits.
 
 This module keeps the pool's books: the lanes, room for ``max_pending``, which workers
 are parked or waking, the counters, ending a call, closing and draining. The loop that
@@ -50,7 +54,7 @@ STATE_NAMES: Final = ("open", "closing", "closed")
 
 
 class Call(Protocol):
-    """What the worker uses of a map / map_iter call (see _calls._Call)."""
+    """What the worker uses of a map / map_iter call (see _calls.BaseCall)."""
 
     _fn: Any
     _opts: Options | None
@@ -58,6 +62,21 @@ class Call(Protocol):
     _single: bool  # one iterable: fn takes the value as its one argument
     _context: contextvars.Context | None
     _lane: deque[Any]  # the call's entries waiting for a worker
+    # A call that its workers pull from stands in the ring itself (see _worker):
+    _source: Any  # its input (an iterator)
+    _ctx_run: Any  # the caller's context's run(): reads an input there
+    _count: int  # inputs read so far
+    _limit: int  # read no input at or beyond this count (map_iter's window)
+    _places: int  # map_iter's ring of result places; 0 for map (a list that grows)
+    _in_ring: bool
+    _ready_at: float  # with timing on: since when the call's next item waits for a worker
+    _pull: bool  # workers read its input (it stands in the ring); else it queues entries
+    _done: int  # pulled: items that succeeded (the pool adds them up in stats())
+    _last: int  # pulled map: wake the caller when _done reaches this
+    _lost: int  # items that failed or were cancelled
+
+    def counts(self) -> tuple[int, int]: ...
+
     _queued_at: list[float]  # with timing on: when each place's entry was queued
     _results: list[Any]  # where the worker puts a result, at the entry's place
     _in_flight: int
@@ -66,6 +85,7 @@ class Call(Protocol):
 
     def _wake(self) -> None: ...
     def _item_failed(self, pos: int, exc: BaseException) -> None: ...
+    def _input_ended(self, error: BaseException | None) -> None: ...
     def abort(self, error: BaseException) -> None: ...
 
 
@@ -92,9 +112,10 @@ class Pool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = OPEN
         self._submits: deque[AsyncFuture[Any]] = deque()  # the lane of submit()
-        # The lanes that hold entries, in turn. A list: the worker reads ring[0] per item,
-        # which is far cheaper on a list than on a deque; rotating a few lanes is cheap.
-        self._ring: list[deque[Any]] = []
+        # The lanes that hold entries, in turn (deques, or calls that workers pull from).
+        # A list: the worker reads ring[0] per item, which is far cheaper on a list than
+        # on a deque; rotating a few lanes is cheap.
+        self._ring: list[Any] = []
         self._idle: deque[asyncio.Future[None]] = deque()  # parked workers' wake-up futures
         self._room = Room(max_pending)
         self._room_waiters = self._room.waiters  # callers waiting for room (max_pending)
@@ -118,25 +139,30 @@ class Pool:
 
     @property
     def pending(self) -> int:
-        # Items queued and not started: the lanes' entries less the dead ones. Deriving
-        # the count (the ring holds a few lanes) spares the hot path an update per item.
-        return sum(map(len, self._ring)) - self._dead
+        # Items queued and not started: the lanes' entries less the dead ones (a call that
+        # workers pull from queues nothing). Deriving the count (the ring holds a few
+        # lanes) spares the hot path an update per item.
+        return sum([len(lane) for lane in self._ring if type(lane) is deque]) - self._dead
 
     @property
     def running(self) -> int:
         # Every accepted item is in exactly one state, so the running ones are the rest;
         # deriving the count spares the hot path two updates per item.
-        return self._submitted - self.pending - self._completed - self._failed - self._cancelled
+        return self.stats().running
 
     def stats(self) -> ExecutorStats:
+        # A pulled call counts its own items read and succeeded (see _worker._pull); the
+        # pool adds them here while the call is in progress, and for good when it ends.
+        submitted, completed = self._submitted, self._completed
+        for call in self._calls:
+            if call._pull:
+                read, succeeded = call.counts()
+                submitted += read
+                completed += succeeded
+        pending = self.pending
+        running = submitted - pending - completed - self._failed - self._cancelled
         return ExecutorStats(
-            self._submitted,
-            self.pending,
-            self.running,
-            self._completed,
-            self._failed,
-            self._cancelled,
-            self._retried,
+            submitted, pending, running, completed, self._failed, self._cancelled, self._retried
         )
 
     def __repr__(self) -> str:
@@ -214,7 +240,7 @@ class Pool:
         """A worker that has just woken found more work queued: bring in two more, so
         that a burst reaches the whole pool in a few loop iterations."""
         ring = self._ring
-        if self.wake_worker() and (len(ring) > 1 or len(ring[0]) > 1):
+        if self.wake_worker() and (len(ring) > 1 or type(ring[0]) is not deque or len(ring[0]) > 1):
             self.wake_worker()
 
     def _start_worker(self) -> None:
@@ -269,12 +295,24 @@ class Pool:
 
     # -- calls ---------------------------------------------------------------------------
 
+    def add_lane(self, lane: Any) -> None:
+        """A lane (a deque with entries, or a call to pull from) takes turns again."""
+        self._ring.append(lane)
+        if not self._waking:
+            self.wake_worker()
+
     def end_call(self, call: Call) -> None:
         """A map/map_iter call ends: cancel its running items, drop its queued ones."""
         for slot in self._slots.values():
-            item = slot.item
-            if item is not None and item[0] is call:
+            if slot.call is call:
                 slot.cancel(self)
+        if call._in_ring:
+            call._in_ring = False
+            self._ring.remove(call)
+        if call._pull and call in self._calls:
+            read, succeeded = call.counts()  # its items count here from now on
+            self._submitted += read
+            self._completed += succeeded
         # Drop its queued entries now, so that their inputs are freed at once; they
         # count as cancelled.
         lane = call._lane

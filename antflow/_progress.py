@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable
 from typing import Any, TypeVar
 
-from ._calls import IterState, MapCall
+from ._calls import MapCall
+from ._mapiter import IterState
 
 __all__ = ["TrackedIterState", "TrackedMapCall"]
 
@@ -58,6 +59,8 @@ class _Bar:
 class TrackedMapCall(MapCall[_T]):
     """A map call with a bar; the bar moves whenever the caller wakes."""
 
+    _can_pull = False  # pushed: the caller wakes at every refill and moves the bar
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._bar = _Bar("map", _total(args[2]))
@@ -81,6 +84,8 @@ class TrackedMapCall(MapCall[_T]):
 
 class TrackedIterState(IterState[_T]):
     """A map_iter call with a bar that moves with every result yielded."""
+
+    _can_pull = False  # (a pulled map_iter would do too; one rule for both bars)
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

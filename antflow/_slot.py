@@ -25,21 +25,24 @@ class Counters(Protocol):
 class Slot:
     """What one worker runs for a map/map_iter call: the call can cancel it through this.
 
-    ``item`` is the ``(call, place, args)`` entry running now (None between items);
-    ``_runner`` is the Task to cancel (the worker, or an item Task with a context);
-    ``cancelled`` is the Task that the call cancelled, until the worker has seen it.
+    ``call`` is the call whose item runs here now (None between items) and ``pos`` the
+    item's place in the call's results; ``_runner`` is the Task to cancel (the worker, or
+    an item Task with a context); ``cancelled`` is the Task that the call cancelled, until
+    the worker has seen it.
     """
 
-    __slots__ = ("_runner", "cancelled", "item")
+    __slots__ = ("_runner", "call", "cancelled", "pos")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self._runner: asyncio.Task[Any] = task
-        self.item: Any = None
+        self.call: Any = None
+        self.pos = 0
         self.cancelled: asyncio.Task[Any] | None = None
 
     def cancel(self, counts: Counters) -> None:
         """Cancel the item running here (its call is ending); it counts as cancelled."""
-        self.item = None
+        self.call._lost += 1
+        self.call = None
         self.cancelled = self._runner
         counts._cancelled += 1
         self._runner.cancel()
@@ -53,23 +56,24 @@ class Slot:
             # Only a cancel of the worker itself needs undoing (not one of an item Task).
             return cancelled is not task or uncancel(task) == 0
         outside = cancelling(task) > 0
-        if self.item is not None:
+        if self.call is not None:
             self.ended_cancelled(counts)
         return not outside
 
     def ended_cancelled(self, counts: Counters) -> None:
-        call, pos, _ = self.item
-        self.item = None
+        call = self.call
+        self.call = None
+        call._lost += 1
         counts._cancelled += 1
-        call._item_failed(pos, asyncio.CancelledError())
+        call._item_failed(self.pos, asyncio.CancelledError())
 
     def failed(self, exc: BaseException, counts: Counters) -> None:
-        item = self.item
-        if item is not None:
-            self.item = None
+        call = self.call
+        if call is not None:
+            self.call = None
+            call._lost += 1
             counts._failed += 1
-            call, pos, _ = item
-            call._item_failed(pos, exc)
+            call._item_failed(self.pos, exc)
 
 
 def future_cancelled(item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:

@@ -10,6 +10,7 @@ _slot. Read ``_work`` from the top: each branch says why it is there.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from time import perf_counter
 from typing import Any, Final
 
@@ -56,7 +57,7 @@ class WorkerPool(Pool):
                         return
                     # Suspended between items, a worker must not keep the last item's
                     # objects alive: finished work is not retained.
-                    item = call = args = coro = result = None
+                    item = lane = call = args = coro = result = None
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._idle.append(waiter)
                     try:
@@ -66,9 +67,30 @@ class WorkerPool(Pool):
                             self._waking -= 1
                     fresh = True
                     continue
-                # A turn: the next entry of the lane at the head of the ring; the lane
-                # leaves the ring when empty, else goes to the back if others wait.
+                # A turn: the lane at the head of the ring gives its next entry, then goes
+                # to the back if others wait (and leaves the ring once it has no more).
                 lane = ring[0]
+                if type(lane) is not deque:
+                    # -- a call that its workers pull from: hold its turn (see _pull) ------
+                    if fresh:
+                        fresh = False
+                        if self._idle or not self._full:
+                            self._spread()
+                    try:
+                        if lane._places:
+                            ran = await self._pull(lane, slot, task, ran)
+                        else:
+                            if len(ring) > 1:
+                                ring.append(ring.pop(0))  # one item at least, then others
+                            ran = await self._pull_map(lane, slot, task, ran)
+                    except asyncio.CancelledError:
+                        replace = not HAS_UNCANCEL  # (as below: an item's cancel on 3.10)
+                        raise
+                    lane = None
+                    if ran >= _YIELD_EVERY:
+                        ran = 0
+                        await asyncio.sleep(0)
+                    continue
                 item = lane.popleft()
                 if not lane:
                     del ring[0]
@@ -87,7 +109,8 @@ class WorkerPool(Pool):
                 if type(item) is tuple:
                     # -- an item of a map / map_iter call ------------------------------
                     call, pos, args = item
-                    slot.item = item
+                    slot.call = call
+                    slot.pos = pos
                     if self._room_waiters:
                         self._room.wake_one()
                     if timings is not None:
@@ -123,8 +146,8 @@ class WorkerPool(Pool):
                         slot.failed(failure(exc, call._fn, coro), self)
                         coro = None
                     else:
-                        if slot.item is item:
-                            slot.item = None
+                        if slot.call is call:
+                            slot.call = None
                             self._completed += 1
                             # Hand the result over in place (see _calls: a list for map,
                             # a ring of window places for map_iter).
@@ -188,7 +211,7 @@ class WorkerPool(Pool):
                 ran += 1
                 if ran == _YIELD_EVERY:
                     ran = 0
-                    item = call = args = coro = result = None  # as when parking, above
+                    item = lane = call = args = coro = result = None  # as when parking, above
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
             # The worker itself was cancelled (loop teardown, or a shutdown whose timeout
@@ -197,9 +220,199 @@ class WorkerPool(Pool):
                 if item._state == RUNNING:
                     item._runner = None
                     item.cancel()
-            elif slot.item is not None:
+            elif slot.call is not None:
                 slot.ended_cancelled(self)
             raise
         finally:
             del self._slots[task]
             self._worker_exited(task, replace)
+
+    async def _pull(self, call: Any, slot: Slot, task: asyncio.Task[Any], ran: int) -> int:
+        """Hold the turn of a call at the head of the ring: read its next input and run
+        the item, again and again while no other lane waits; return the count towards
+        the next loop turn (see _work).
+
+        The call's fields live in locals for the whole turn, and a success touches only
+        the call (its place in the results, its count of successes: the pool adds the
+        counts of its calls in progress when asked, see Pool.stats), which is what
+        brings a pulled item close to the hand-written floor. Each pass reads one input
+        (in the caller's context) and gives the turn away first if another lane waits;
+        the turn ends when the input ends, map_iter's window is full, the call ends,
+        another lane takes the head of the ring, or an item did not succeed.
+        """
+        ring = self._ring
+        timings = self._timings
+        fn = call._fn
+        read = call._ctx_run
+        source = call._source
+        results = call._results
+        places = call._places
+        kind = 0 if call._plain else 1 if call._opts is None else 2
+        started = queued = 0.0
+        coro: Any = None
+        slot.call = call
+        try:
+            while True:
+                pos = call._count
+                if pos >= call._limit:
+                    # map_iter's window is full: its consumer puts it back (_take_turns).
+                    del ring[0]
+                    call._in_ring = False
+                    return ran
+                try:
+                    args = read(next, source)
+                except BaseException as exc:  # StopIteration: the input is exhausted
+                    call._input_ended(None if type(exc) is StopIteration else exc)
+                    return ran
+                call._count = pos + 1
+                if places:
+                    pos %= places  # map_iter: a ring of window places
+                if len(ring) > 1:
+                    ring.append(ring.pop(0))  # fair turns: another lane waits
+                if timings is not None:
+                    # It waited from when its call was ready for it (stood in the ring,
+                    # or its previous item started).
+                    started = perf_counter()
+                    queued = call._ready_at
+                    call._ready_at = started
+                try:
+                    if kind == 0:
+                        coro = fn(args)
+                        result = await coro  # not awaitable: see failure()
+                    elif kind == 1:
+                        coro = fn(*args)
+                        result = await coro
+                    else:
+                        result = await run_with_options(
+                            fn,
+                            (args,) if call._single else args,
+                            None,
+                            call._opts,
+                            call._context,
+                            slot,
+                            self.count_retry,
+                            give_back=True,
+                        )
+                except asyncio.CancelledError:
+                    slot.pos = pos
+                    if not slot.settle_cancelled(task, self):
+                        raise
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    slot.pos = pos
+                    slot.failed(exc, self)
+                    raise
+                except BaseException as exc:
+                    slot.pos = pos
+                    slot.failed(failure(exc, fn, coro), self)
+                    coro = None
+                else:
+                    if slot.call is call:
+                        try:
+                            results[pos] = result  # handed over in place, as in _work
+                        except IndexError:
+                            call._grow_results(pos)
+                            results[pos] = result
+                        done = call._done + 1
+                        call._done = done
+                        if pos == call._head_pos or done == call._last:
+                            call._wake()  # the result map_iter waits for, or map's last
+                    elif slot.cancelled is not None:
+                        slot.settle_cancelled(task, self)  # it swallowed our cancel
+                if timings is not None:
+                    timings.observe(started - queued, perf_counter() - started)
+                ran += 1
+                # Every rarer outcome above leaves the slot without its call.
+                if ran >= _YIELD_EVERY or slot.call is not call or not ring or ring[0] is not call:
+                    return ran
+        finally:
+            slot.call = None
+
+    async def _pull_map(self, call: Any, slot: Slot, task: asyncio.Task[Any], ran: int) -> int:
+        """Hold a turn of a pulled ``map`` call: the tightest loop of the library.
+
+        As the floor does, the worker runs ``for pos, args in input: results[pos] =
+        await fn(args)``, where the input is an ``enumerate`` of the call's source (read
+        in the caller's context, see MapCall). A success writes its result and nothing
+        else: the pool derives the call's counts when asked (MapCall.counts), and the call
+        knows it has ended when its input is exhausted and no worker holds a turn of it.
+        The turn ends after an item if another lane waits (_work then moves this call to
+        the back of the ring) or at the loop turn every 64 items; an item that does not
+        succeed ends it too.
+        """
+        ring = self._ring
+        timings = self._timings
+        fn = call._fn
+        results = call._results
+        kind = 0 if call._plain else 1 if call._opts is None else 2
+        started = queued = 0.0
+        coro: Any = None
+        pos = 0
+        slot.call = call
+        call._turns += 1
+        try:
+            for pos, args in call._esrc:
+                if timings is not None:
+                    started = perf_counter()
+                    queued = call._ready_at  # since its call was ready for it
+                    call._ready_at = started
+                try:
+                    if kind == 0:
+                        coro = fn(args)
+                        result = await coro  # not awaitable: see failure()
+                    elif kind == 1:
+                        coro = fn(*args)
+                        result = await coro
+                    else:
+                        result = await run_with_options(
+                            fn,
+                            (args,) if call._single else args,
+                            None,
+                            call._opts,
+                            call._context,
+                            slot,
+                            self.count_retry,
+                            give_back=True,
+                        )
+                except asyncio.CancelledError:
+                    slot.pos = pos
+                    if not slot.settle_cancelled(task, self):
+                        raise
+                    if timings is not None:
+                        timings.observe(started - queued, perf_counter() - started)
+                    return ran
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    slot.pos = pos
+                    slot.failed(exc, self)
+                    raise
+                except BaseException as exc:
+                    slot.pos = pos
+                    slot.failed(failure(exc, fn, coro), self)
+                    if timings is not None:
+                        timings.observe(started - queued, perf_counter() - started)
+                    return ran
+                if slot.call is not call:  # the call ended while its item ran
+                    if slot.cancelled is not None:
+                        slot.settle_cancelled(task, self)  # it swallowed our cancel
+                    return ran
+                try:
+                    results[pos] = result  # handed over in place
+                except IndexError:
+                    call._grow_results(pos)
+                    results[pos] = result
+                if timings is not None:
+                    timings.observe(started - queued, perf_counter() - started)
+                ran += 1
+                if ran >= _YIELD_EVERY or len(ring) > 1:
+                    return ran
+            call._input_ended(None)
+            return ran
+        except BaseException as exc:
+            if slot.call is not call:
+                raise  # from an item (above), which has settled it
+            call._input_ended(exc)  # reading the input raised
+            return ran
+        finally:
+            slot.call = None
+            call._turns -= 1
+            if not call._turns and call._exhausted:
+                call._wake()  # no item of the call is left in flight

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,6 +66,14 @@ class CountingInput:
         for i in numbers:
             self.read += 1
             yield i
+
+
+async def read_async(iterable: Iterable[_T]) -> AsyncIterator[_T]:
+    """``iterable`` as an async input, read one value per step: an executor's ``map`` /
+    ``map_iter`` reads an async input itself and queues its items (a synchronous input is
+    read by the workers as they free up, and nothing is queued)."""
+    for value in iterable:
+        yield value
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -109,6 +109,7 @@ def test_the_layers_import_downwards() -> None:
         {"antflow._pool"},
         {"antflow._worker"},
         {"antflow._calls", "antflow._base"},
+        {"antflow._mapiter"},
         {"antflow._progress"},
         {"antflow._executor"},
     ]

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from _helpers import CountingInput
+from _helpers import CountingInput, read_async
 
 from antflow import AsyncExecutor, WaitStrategy
 
@@ -110,10 +110,11 @@ async def test_cancelling_the_caller_of_map_cancels_its_running_items(
 async def test_cancelling_the_caller_of_map_never_starts_its_queued_items(
     options: dict[str, Any],
 ) -> None:
+    # An async input is read by the caller, a window ahead: 2 items run, 4 wait.
     probe = Probe()
     source = CountingInput(100)
     async with AsyncExecutor(max_workers=2, **options) as executor:
-        caller = asyncio.create_task(executor.map(probe.hold, source, window=6))
+        caller = asyncio.create_task(executor.map(probe.hold, read_async(source), window=6))
         await until(lambda: len(probe.started) == 2)
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -125,39 +126,79 @@ async def test_cancelling_the_caller_of_map_never_starts_its_queued_items(
     assert (stats.submitted, stats.cancelled, stats.completed) == (7, 6, 1)
 
 
-async def test_cancelling_the_caller_of_map_settles_the_counters_at_once() -> None:
+@pytest.mark.parametrize("options", EXECUTOR_OPTIONS)
+async def test_cancelling_the_caller_of_map_over_a_sync_input_leaves_nothing_read_ahead(
+    options: dict[str, Any],
+) -> None:
+    # A synchronous input is read by the workers as they free up: nothing waits, so
+    # nothing beyond the running items was read, and nothing more is.
+    probe = Probe()
+    source = CountingInput(100)
+    async with AsyncExecutor(max_workers=2, **options) as executor:
+        caller = asyncio.create_task(executor.map(probe.hold, source, window=6))
+        await until(lambda: len(probe.started) == 2)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await assert_still_usable(executor)
+        assert sorted(probe.started) == [0, 1]
+        assert source.read == 2
+        stats = executor.stats()
+    assert (stats.submitted, stats.cancelled, stats.completed) == (3, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("pushed", "cancelled"), [(True, 5), (False, 2)], ids=["async-input", "sync-input"]
+)
+async def test_cancelling_the_caller_of_map_settles_the_counters_at_once(
+    pushed: bool, cancelled: int
+) -> None:
+    # Its running items count as cancelled, and with an async input its queued ones too.
     probe = Probe()
     async with AsyncExecutor(max_workers=2) as executor:
-        caller = asyncio.create_task(executor.map(probe.hold, range(10), window=5))
+        source = read_async(range(10)) if pushed else range(10)
+        caller = asyncio.create_task(executor.map(probe.hold, source, window=5))
         await until(lambda: len(probe.started) == 2)
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
         stats = executor.stats()
-        assert (stats.running, stats.pending, stats.cancelled) == (0, 0, 5)
+        assert (stats.running, stats.pending, stats.cancelled) == (0, 0, cancelled)
         assert executor._pool._calls == set()
 
 
-async def test_an_outer_wait_for_timeout_on_map_cancels_the_calls_items() -> None:
+@pytest.mark.parametrize(
+    ("pushed", "cancelled"), [(True, 4), (False, 2)], ids=["async-input", "sync-input"]
+)
+async def test_an_outer_wait_for_timeout_on_map_cancels_the_calls_items(
+    pushed: bool, cancelled: int
+) -> None:
     probe = Probe()
     async with AsyncExecutor(max_workers=2) as executor:
+        source = read_async(range(10)) if pushed else range(10)
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(executor.map(probe.hold, range(10), window=4), timeout=0.05)
+            await asyncio.wait_for(executor.map(probe.hold, source, window=4), timeout=0.05)
         await assert_still_usable(executor)
         assert sorted(probe.cancelled) == sorted(probe.started) == [0, 1]
-        assert executor.stats().cancelled == 4
+        assert executor.stats().cancelled == cancelled
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
-async def test_an_outer_asyncio_timeout_on_map_cancels_the_calls_items() -> None:
+@pytest.mark.parametrize(
+    ("pushed", "cancelled"), [(True, 4), (False, 2)], ids=["async-input", "sync-input"]
+)
+async def test_an_outer_asyncio_timeout_on_map_cancels_the_calls_items(
+    pushed: bool, cancelled: int
+) -> None:
     probe = Probe()
     async with AsyncExecutor(max_workers=2) as executor:
+        source = read_async(range(10)) if pushed else range(10)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):  # type: ignore[attr-defined]
-                await executor.map(probe.hold, range(10), window=4)
+                await executor.map(probe.hold, source, window=4)
         await assert_still_usable(executor)
         assert sorted(probe.cancelled) == sorted(probe.started) == [0, 1]
-        assert executor.stats().cancelled == 4
+        assert executor.stats().cancelled == cancelled
 
 
 async def test_a_disconnected_request_cancels_only_its_own_fan_out() -> None:
@@ -232,7 +273,8 @@ async def test_cancelling_the_caller_of_map_while_it_waits_for_queue_room_leaves
         blocker = executor.submit(probe.hold, "blocker")
         await until(blocker.running)
         executor.submit(probe.hold, "queued")  # the queue is now full
-        caller = asyncio.create_task(executor.map(probe.hold, range(5)))
+        # (An async input: its caller reads it and queues the items, so it waits for room.)
+        caller = asyncio.create_task(executor.map(probe.hold, read_async(range(5))))
         await until(lambda: len(executor._pool._room_waiters) == 1)
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -205,3 +206,31 @@ async def test_without_propagation_a_task_sees_no_submitters_context_variables()
         request_id.set("second-request")
         second = await executor.submit(read)
     assert (first, second) == ("none", "none")
+
+
+# -- the input of map / map_iter -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["map", "map_iter"])
+async def test_a_generator_input_is_read_in_its_callers_context(method: str) -> None:
+    # The workers read a synchronous input themselves, as they free up; the input's own
+    # code still sees the context of the call that passed it, not a worker's.
+    seen: list[str] = []
+
+    def inputs() -> Iterator[int]:
+        for i in range(6):
+            seen.append(request_id.get())
+            yield i
+
+    async def echo(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    async with AsyncExecutor(max_workers=2) as executor:
+        request_id.set("caller")
+        if method == "map":
+            results = await executor.map(echo, inputs())
+        else:
+            results = [r async for r in executor.map_iter(echo, inputs(), window=2)]
+    assert results == list(range(6))
+    assert seen == ["caller"] * 6

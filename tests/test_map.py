@@ -460,3 +460,36 @@ async def test_map_with_negative_retries_is_a_value_error() -> None:
             await executor.map(square, [1], retries=-1)
         with pytest.raises(ValueError, match="retry_delay"):
             executor.map_iter(square, [1], retries=1, retry_delay=-0.1)
+
+
+class Hinted:
+    """An input whose length hint is wrong by as much as one likes."""
+
+    def __init__(self, n: int, hint: int) -> None:
+        self.n, self.hint = n, hint
+
+    def __iter__(self) -> Iterator[int]:
+        return self
+
+    def __next__(self) -> int:
+        if self.n == 0:
+            raise StopIteration
+        self.n -= 1
+        return self.n
+
+    def __length_hint__(self) -> int:
+        return self.hint
+
+
+@pytest.mark.parametrize(("n", "hint"), [(10, 1000), (3000, 5), (0, 50), (2500, 0)])
+async def test_map_returns_exactly_one_result_per_input_whatever_its_length_hint(
+    n: int, hint: int
+) -> None:
+    # Results go in place in a list sized from the input's hint and grown as needed.
+    async def echo(x: int) -> int:
+        return x
+
+    async with AsyncExecutor(max_workers=7) as executor:
+        assert await executor.map(echo, Hinted(n, hint)) == list(range(n - 1, -1, -1))
+        generator = (i for i in range(n))
+        assert await executor.map(echo, generator) == list(range(n))

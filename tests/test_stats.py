@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from typing import Any
 
 import pytest
@@ -291,3 +292,58 @@ async def test_the_counters_reconcile_at_every_moment_of_a_mixed_workload() -> N
     assert final.pending == final.running == 0
     assert final.submitted == 39
     assert final.retried >= 6
+
+
+@pytest.mark.parametrize("method", ["map", "map_iter"])
+async def test_the_counters_of_a_pulled_call_reconcile_at_every_moment(method: str) -> None:
+    # A synchronous input is read by the workers, which count nothing per item: the
+    # executor derives the call's counts when asked. They must add up all the same.
+    snapshots: list[ExecutorStats] = []
+    executor = AsyncExecutor(max_workers=3)
+
+    async def work(i: int) -> int:
+        snapshots.append(executor.stats())
+        await asyncio.sleep(0.001 * (i % 3))
+        snapshots.append(executor.stats())
+        if method == "map_iter" and i == 30:
+            raise ValueError(i)  # the consumer gets the results before it, then this
+        return i
+
+    async def monitor() -> None:
+        while True:
+            snapshots.append(executor.stats())
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(monitor())
+    outcomes: list[Any] = []
+    try:
+        async with executor:
+            if method == "map":
+                outcomes = await executor.map(work, range(40))
+            else:
+                iterator = executor.map_iter(work, iter(range(40)), window=5)
+                while True:
+                    try:
+                        outcomes.append(await iterator.__anext__())
+                    except StopAsyncIteration:
+                        break
+                    except ValueError as exc:
+                        outcomes.append(exc.args)
+                        break
+            snapshots.append(executor.stats())
+    finally:
+        watcher.cancel()
+    assert all(reconciles(s) for s in snapshots), [s for s in snapshots if not reconciles(s)]
+    assert all(0 <= s.running <= 3 and s.pending == 0 for s in snapshots)
+    for before, after in itertools.pairwise(snapshots):
+        for field in ("submitted", "completed", "failed", "cancelled"):
+            assert getattr(before, field) <= getattr(after, field), (field, before, after)
+    end = snapshots[-1]
+    if method == "map":
+        assert outcomes == list(range(40))
+        assert end == ExecutorStats(40, 0, 0, 40, 0, 0, 0)
+    else:
+        # The failure ends the call: the items after it that had started are cancelled.
+        assert outcomes == [*range(30), (30,)]
+        assert (end.running, end.pending, end.failed, end.retried) == (0, 0, 1, 0)
+        assert 31 <= end.submitted <= 30 + 5 and end.completed >= 30
