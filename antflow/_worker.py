@@ -57,7 +57,7 @@ class WorkerPool(Pool):
                         return
                     # Suspended between items, a worker must not keep the last item's
                     # objects alive: finished work is not retained.
-                    item = lane = call = args = coro = result = None
+                    item = lane = call = args = coro = result = fn = results = None
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._idle.append(waiter)
                     try:
@@ -76,16 +76,96 @@ class WorkerPool(Pool):
                         fresh = False
                         if self._idle or not self._full:
                             self._spread()
-                    try:
-                        if lane._places:
+                    item = None
+                    if lane._places:
+                        try:
                             ran = await self._pull(lane, slot, task, ran)
-                        else:
-                            if len(ring) > 1:
-                                ring.append(ring.pop(0))  # one item at least, then others
-                            ran = await self._pull_map(lane, slot, task, ran)
-                    except asyncio.CancelledError:
-                        replace = not HAS_UNCANCEL  # (as below: an item's cancel on 3.10)
-                        raise
+                        except asyncio.CancelledError:
+                            replace = not HAS_UNCANCEL  # (as below: an item's cancel, 3.10)
+                            raise
+                    else:
+                        # -- a turn of a pulled map call: the tightest loop of the library.
+                        # As the floor does, run `for pos, args in input: results[pos] =
+                        # await fn(args)` over an enumerate of the call's input (read in
+                        # its caller's context, see MapCall). A success writes its result
+                        # and nothing else: the pool derives the call's counts when asked
+                        # (MapCall.counts), and the call has ended when its input is
+                        # exhausted and no worker holds a turn of it. The turn ends after
+                        # an item if another lane waits (one item at least: the call goes
+                        # to the back of the ring first), at the loop turn every 64 items,
+                        # or when an item did not succeed. (Inline, not a coroutine of its
+                        # own: every resumption of an item would pass through one more
+                        # frame, measured at +4 % per item on items that suspend.)
+                        if len(ring) > 1:
+                            ring.append(ring.pop(0))
+                        call = lane
+                        fn = call._fn
+                        results = call._results
+                        kind = 0 if call._plain else 1 if call._opts is None else 2
+                        slot.call = call
+                        call._turns += 1
+                        try:
+                            for pos, args in call._esrc:
+                                if timings is not None:
+                                    started = perf_counter()
+                                    queued = call._ready_at  # since its call was ready for it
+                                    call._ready_at = started
+                                try:
+                                    if kind == 0:
+                                        coro = fn(args)
+                                        result = await coro  # not awaitable: see failure()
+                                    elif kind == 1:
+                                        coro = fn(*args)
+                                        result = await coro
+                                    else:
+                                        result = await run_with_options(
+                                            fn,
+                                            (args,) if call._single else args,
+                                            None,
+                                            call._opts,
+                                            call._context,
+                                            slot,
+                                            self.count_retry,
+                                            give_back=True,
+                                        )
+                                except asyncio.CancelledError:
+                                    slot.pos = pos
+                                    if not slot.settle_cancelled(task, self):
+                                        replace = not HAS_UNCANCEL
+                                        raise
+                                except (KeyboardInterrupt, SystemExit) as exc:
+                                    slot.pos = pos
+                                    slot.failed(exc, self)
+                                    raise
+                                except BaseException as exc:
+                                    slot.pos = pos
+                                    slot.failed(failure(exc, fn, coro), self)
+                                else:
+                                    if slot.call is call:
+                                        try:
+                                            results[pos] = result  # handed over in place
+                                        except IndexError:
+                                            call._grow_results(pos)
+                                            results[pos] = result
+                                    elif slot.cancelled is not None:
+                                        slot.settle_cancelled(task, self)  # swallowed it
+                                if timings is not None:
+                                    timings.observe(started - queued, perf_counter() - started)
+                                ran += 1
+                                # Every rarer outcome above leaves the slot without its call.
+                                if ran >= _YIELD_EVERY or len(ring) > 1 or slot.call is not call:
+                                    break
+                            else:
+                                call._input_ended(None)
+                        except BaseException as exc:
+                            if slot.call is not call:
+                                raise  # from an item (above), which has settled it
+                            call._input_ended(exc)  # reading the input raised
+                        finally:
+                            slot.call = None
+                            call._turns -= 1
+                            if not call._turns and call._exhausted:
+                                call._wake()  # no item of the call is left in flight
                     lane = None
                     if ran >= _YIELD_EVERY:
                         ran = 0
@@ -211,7 +291,7 @@ class WorkerPool(Pool):
                 ran += 1
                 if ran == _YIELD_EVERY:
                     ran = 0
-                    item = lane = call = args = coro = result = None  # as when parking, above
+                    item = lane = call = args = coro = result = fn = results = None  # as parking
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
             # The worker itself was cancelled (loop teardown, or a shutdown whose timeout
@@ -326,93 +406,3 @@ class WorkerPool(Pool):
                     return ran
         finally:
             slot.call = None
-
-    async def _pull_map(self, call: Any, slot: Slot, task: asyncio.Task[Any], ran: int) -> int:
-        """Hold a turn of a pulled ``map`` call: the tightest loop of the library.
-
-        As the floor does, the worker runs ``for pos, args in input: results[pos] =
-        await fn(args)``, where the input is an ``enumerate`` of the call's source (read
-        in the caller's context, see MapCall). A success writes its result and nothing
-        else: the pool derives the call's counts when asked (MapCall.counts), and the call
-        knows it has ended when its input is exhausted and no worker holds a turn of it.
-        The turn ends after an item if another lane waits (_work then moves this call to
-        the back of the ring) or at the loop turn every 64 items; an item that does not
-        succeed ends it too.
-        """
-        ring = self._ring
-        timings = self._timings
-        fn = call._fn
-        results = call._results
-        kind = 0 if call._plain else 1 if call._opts is None else 2
-        started = queued = 0.0
-        coro: Any = None
-        pos = 0
-        slot.call = call
-        call._turns += 1
-        try:
-            for pos, args in call._esrc:
-                if timings is not None:
-                    started = perf_counter()
-                    queued = call._ready_at  # since its call was ready for it
-                    call._ready_at = started
-                try:
-                    if kind == 0:
-                        coro = fn(args)
-                        result = await coro  # not awaitable: see failure()
-                    elif kind == 1:
-                        coro = fn(*args)
-                        result = await coro
-                    else:
-                        result = await run_with_options(
-                            fn,
-                            (args,) if call._single else args,
-                            None,
-                            call._opts,
-                            call._context,
-                            slot,
-                            self.count_retry,
-                            give_back=True,
-                        )
-                except asyncio.CancelledError:
-                    slot.pos = pos
-                    if not slot.settle_cancelled(task, self):
-                        raise
-                    if timings is not None:
-                        timings.observe(started - queued, perf_counter() - started)
-                    return ran
-                except (KeyboardInterrupt, SystemExit) as exc:
-                    slot.pos = pos
-                    slot.failed(exc, self)
-                    raise
-                except BaseException as exc:
-                    slot.pos = pos
-                    slot.failed(failure(exc, fn, coro), self)
-                    if timings is not None:
-                        timings.observe(started - queued, perf_counter() - started)
-                    return ran
-                if slot.call is not call:  # the call ended while its item ran
-                    if slot.cancelled is not None:
-                        slot.settle_cancelled(task, self)  # it swallowed our cancel
-                    return ran
-                try:
-                    results[pos] = result  # handed over in place
-                except IndexError:
-                    call._grow_results(pos)
-                    results[pos] = result
-                if timings is not None:
-                    timings.observe(started - queued, perf_counter() - started)
-                ran += 1
-                if ran >= _YIELD_EVERY or len(ring) > 1:
-                    return ran
-            call._input_ended(None)
-            return ran
-        except BaseException as exc:
-            if slot.call is not call:
-                raise  # from an item (above), which has settled it
-            call._input_ended(exc)  # reading the input raised
-            return ran
-        finally:
-            slot.call = None
-            call._turns -= 1
-            if not call._turns and call._exhausted:
-                call._wake()  # no item of the call is left in flight

@@ -44,8 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +52,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workloads as wl
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WINDOW = 4 * wl.MAX_WORKERS  # map's default window
 YIELD_EVERY = 64  # the worker's loop turn every so many items (antflow/_worker.py)
 
 
@@ -64,212 +61,92 @@ YIELD_EVERY = 64  # the worker's loop turn every so many items (antflow/_worker.
 
 
 class _Call:
-    """What a worker reads of a map call (antflow/_calls.py): fn, the results, the counts."""
+    """What a worker reads of a pulled map call (antflow/_calls.py)."""
 
-    def __init__(self, fn: Any, n: int, window: int) -> None:
-        self.fn, self.plain, self.window = fn, True, window
-        self.source = iter(range(n))
-        self.lane: deque[Any] = deque()
-        self.results: list[Any] = []
-        self.count = self.in_flight = 0
-        self.low_water, self.head_pos = window // 2, -1
+    def __init__(self, fn: Any, n: int) -> None:
+        self.fn, self.plain, self.opts = fn, True, None
+        self.esrc = enumerate(iter(range(n)))
+        self.results: list[Any] = [None] * n
+        self.turns = 0
         self.exhausted = False
-        self.waiter: Any = None
-
-    def fill(self, room: int) -> int:
-        """The input step: read up to ``room`` inputs, one (call, place, value) entry each."""
-        append = self.lane.append
-        start = index = self.count
-        for args in islice(self.source, room):
-            append((self, index, args))
-            index += 1
-        fed = index - start
-        self.results.extend([None] * fed)
-        self.count, self.in_flight = index, self.in_flight + fed
-        self.exhausted = fed < room
-        return fed
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class _Slot:
-    item: Any = None
+    call: Any = None
+    cancelled: Any = None
 
 
-class _Pool:
-    """The pool's books (antflow/_pool.py) and a worker loop like antflow/_worker.py's,
-    with the steps that ``steps`` leaves out skipped."""
+async def rung_enumerate(fn: Any, n: int) -> list[Any]:
+    """Step 1: the worker takes each input's place from an enumerate of the input (the
+    input is any iterable, not its own index)."""
+    out = [None] * n
+    it = enumerate(iter(range(n)))
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-        self.ring: list[deque[Any]] = []
-        self.idle: deque[Any] = deque()
-        self.waking = self.completed = 0
-        self.room_waiters: deque[Any] = deque()
-        self.timings = None
-        self.full, self.closing = False, False
-        self.workers: list[Any] = []
-        self.call: Any = None
+    async def worker() -> None:
+        for pos, x in it:
+            out[pos] = await fn(x)
 
-    async def work(self) -> None:
-        loop = asyncio.get_running_loop()
-        ring, slot, ran, fresh = self.ring, _Slot(), 0, True
-        self.waking -= 1
-        while True:
-            if not ring:
-                if self.steps < 5:  # the workers feed themselves, HALF at a time
-                    if self.call.exhausted:
-                        return
-                    if self.call.fill(HALF):
-                        ring.append(self.call.lane)
+    await asyncio.gather(*(worker() for _ in range(wl.MAX_WORKERS)))
+    return out
+
+
+def _turns(steps: int) -> Any:
+    """Steps 2-4: the loop of antflow/_worker.py's _pull_map, in a coroutine that the
+    worker's own loop awaits turn after turn (step 2); with the checks of every item
+    (step 3); with the loop turn every 64 items (step 4)."""
+
+    async def pull_map(call: Any, slot: Any, ring: list[Any], ran: int) -> int:
+        timings = None
+        fn, results = call.fn, call.results
+        kind = 0 if call.plain else 1 if call.opts is None else 2
+        slot.call = call
+        call.turns += 1
+        try:
+            for pos, args in call.esrc:
+                if steps < 3:
+                    results[pos] = await fn(args)
                     continue
-                if self.closing:
-                    return
-                waiter = loop.create_future()
-                self.idle.append(waiter)
-                await waiter
-                self.waking -= 1
-                fresh = True
-                continue
-            lane = ring[0]
-            item = lane.popleft()
-            if not lane:
-                del ring[0]
-            elif len(ring) > 1:
-                ring.append(ring.pop(0))
-            if fresh:
-                fresh = False
-                if ring and (self.idle or not self.full) and self.steps >= 5:
-                    self.spread()
-            if type(item) is tuple:
-                call, pos, args = item
-                slot.item = item
-                if self.room_waiters:
-                    pass
-                if self.timings is not None:
+                if timings is not None:
                     pass
                 try:
-                    if call.plain:
-                        coro = call.fn(args)
+                    if kind == 0:
+                        coro = fn(args)
                         result = await coro
+                    else:
+                        raise AssertionError(coro)
                 except BaseException:
                     raise
-                else:
-                    if slot.item is item:
-                        slot.item = None
-                        self.completed += 1
-                        call.results[pos] = result
-                        call.in_flight -= 1
-                        if call.in_flight <= call.low_water or pos == call.head_pos:
-                            call.wake()
-            ran += 1  # the count is in +turn; +yield64 adds the loop turn
-            if ran == YIELD_EVERY:
-                ran = 0
-                if self.steps >= 4:
-                    await asyncio.sleep(0)
+                if slot.call is not call:
+                    return ran
+                try:
+                    results[pos] = result
+                except IndexError:
+                    raise
+                if timings is not None:
+                    pass
+                ran += 1
+                if ran >= YIELD_EVERY or len(ring) > 1:
+                    return ran
+            call.exhausted = True
+            return ran
+        finally:
+            slot.call = None
+            call.turns -= 1
 
-    def wake_worker(self) -> None:
-        idle = self.idle
-        while idle:
-            waiter = idle.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                self.waking += 1
-                return
-        if len(self.workers) < wl.MAX_WORKERS:
-            self.waking += 1
-            self.workers.append(asyncio.ensure_future(self.work()))
-            self.full = len(self.workers) >= wl.MAX_WORKERS
-
-    def spread(self) -> None:
-        self.wake_worker()
-        if len(self.ring) > 1 or len(self.ring[0]) > 1:
-            self.wake_worker()
-
-    async def run_map(self, fn: Any, n: int) -> list[Any]:
-        """Step 5: MapCall.run: feed a window, refill at half, sleep on a raw future."""
-        call = _Call(fn, n, WINDOW)
-        loop = asyncio.get_running_loop()
-        while True:
-            if not call.exhausted:
-                lane_was_empty = not call.lane
-                if call.fill(WINDOW - call.in_flight) and lane_was_empty:
-                    self.ring.append(call.lane)
-                if not self.waking:
-                    self.wake_worker()
-                if call.exhausted:
-                    call.low_water = 0
-            if not call.in_flight:
-                if call.exhausted:
-                    break
-                continue
-            call.waiter = loop.create_future()
-            await call.waiter
-            call.waiter = None
-        self.closing = True
-        while self.idle:
-            self.idle.popleft().set_result(None)
-        await asyncio.gather(*self.workers)
-        return call.results
-
-
-HALF = WINDOW // 2  # entries fed at a time: map refills when half its window has ended
-
-
-async def rung_input(fn: Any, n: int) -> list[Any]:
-    """Step 1: the input read, HALF at a time, into a (call, place, value) entry per item,
-    which the workers take from a shared iterator over the entries and unpack. The worker
-    that finds the entries used up reads the next ones (no waking yet)."""
-    call = _Call(fn, n, n)
-    out = call.results
-    it: Any = iter(())
-
-    async def worker() -> None:
-        nonlocal it
-        while True:
-            for _call, pos, x in it:
-                out[pos] = await fn(x)
-            if call.exhausted:
-                return
-            call.fill(HALF)
-            it = iter(list(call.lane))
-            call.lane.clear()
-
-    await asyncio.gather(*(worker() for _ in range(wl.MAX_WORKERS)))
-    return out
-
-
-async def rung_queue(fn: Any, n: int) -> list[Any]:
-    """Step 2: the entries wait in a deque (append by the feeder, popleft by a worker)."""
-    call = _Call(fn, n, n)
-    out, lane = call.results, call.lane
-
-    async def worker() -> None:
-        pop = lane.popleft
-        while True:
-            while lane:
-                _call, pos, x = pop()
-                out[pos] = await fn(x)
-            if call.exhausted:
-                return
-            call.fill(HALF)
-
-    await asyncio.gather(*(worker() for _ in range(wl.MAX_WORKERS)))
-    return out
-
-
-def _pool_rung(steps: int) -> Any:
     async def body(fn: Any, n: int) -> list[Any]:
-        pool = _Pool(steps)
-        if steps >= 5:
-            return await pool.run_map(fn, n)
-        pool.call = call = _Call(fn, n, n)
-        call.low_water = -1  # the workers feed themselves: the caller is never woken
-        pool.waking = wl.MAX_WORKERS
-        await asyncio.gather(*(pool.work() for _ in range(wl.MAX_WORKERS)))
+        call, ring = _Call(fn, n), []
+        ring.append(call)
+
+        async def work() -> None:
+            slot, ran = _Slot(), 0
+            while not call.exhausted:
+                ran = await pull_map(call, slot, ring, ran)
+                if ran >= YIELD_EVERY:
+                    ran = 0
+                    if steps >= 4:
+                        await asyncio.sleep(0)
+
+        await asyncio.gather(*(work() for _ in range(wl.MAX_WORKERS)))
         return call.results
 
     return body
@@ -278,22 +155,18 @@ def _pool_rung(steps: int) -> Any:
 # name -> (body, what it adds); the ladder is cumulative, in this order
 LADDER: dict[str, tuple[Any, str]] = {
     "floor": (wl.floor, "the floor: 100 coroutines, `for i in it: out[i] = await fn(i)`"),
-    "+input": (
-        rung_input,
-        "take the next input: islice, 200 at a time, into a (call, place, value) tuple per item",
-    ),
-    "+queue": (rung_queue, "queue it: deque append by the feeder, popleft by a worker"),
+    "+enumerate": (rung_enumerate, "each input's place from an enumerate of the input"),
     "+turn": (
-        _pool_rung(3),
-        "the worker's turn and hand-over: ring, slot, counters (the count to 64 too), "
-        "result written in place, low-water check",
+        _turns(2),
+        "the loop in a coroutine of its own (_pull_map), which the worker's loop awaits per "
+        "turn: one more frame to pass through at every resumption",
     ),
-    "+yield64": (_pool_rung(4), "a loop turn (`sleep(0)`) every 64 items"),
-    "+window": (
-        _pool_rung(5),
-        "feed a window of 400, refill at half: the caller sleeps on a "
-        "raw future, idle workers park on raw futures and are woken",
+    "+checks": (
+        _turns(3),
+        "the checks of every item: timing off, the kind of call, the slot still holding the "
+        "call, the result written under an IndexError guard, the count to 64, other lanes",
     ),
+    "+yield64": (_turns(4), "a loop turn (`sleep(0)`) every 64 items"),
 }
 PATHS: dict[str, tuple[Any, str]] = {
     "map": (wl.antflow_map, "`await ex.map(fn, range(n))`"),
@@ -524,7 +397,7 @@ def _extra(m: dict[str, Any], w: str, name: str) -> dict[str, float]:
 def _suspending(m: dict[str, Any], sim: bool) -> list[str]:
     """The executor's extra per item when the task suspends (yield) and when not (noop)."""
     lines = ["### what the executor adds per item: yield / noop", ""]
-    for name in [p for p in PATHS if p in m["times"]["noop"]] + ["+turn"]:
+    for name in [p for p in PATHS if p in m["times"]["noop"]] + ["+checks"]:
         if name not in m["times"]["noop"]:
             continue
         a, b = _extra(m, "noop", name), _extra(m, "yield", name)
