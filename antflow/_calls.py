@@ -96,11 +96,9 @@ class BaseCall(Generic[_T]):
         self._limit = 0  # pulling: read no input at or beyond this count
         self._in_ring = False  # pulling: the call stands in the pool's ring
         self._ready_at = 0.0  # pulling, with timing on: since when its next item waits
-        # Pulling, the worker counts successes in ``_done`` (the items in flight are
-        # ``_count - _done``, as no item fails without ending a map call) and wakes the
-        # caller when ``_done`` reaches ``_last``, map's count once its input is exhausted.
+        # Pulled, map_iter's worker counts its successes (see _mapiter); both count the
+        # items that failed or were cancelled (in _slot), for stats().
         self._done = 0
-        self._last = -1
         self._lost = 0  # items that failed or were cancelled (counted by _slot)
         self._count = 0  # items fed so far; the next item's index
         self._in_flight = 0  # items fed whose outcome the worker has not handed over

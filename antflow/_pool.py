@@ -72,7 +72,6 @@ class Call(Protocol):
     _ready_at: float  # with timing on: since when the call's next item waits for a worker
     _pull: bool  # workers read its input (it stands in the ring); else it queues entries
     _done: int  # pulled: items that succeeded (the pool adds them up in stats())
-    _last: int  # pulled map: wake the caller when _done reaches this
     _lost: int  # items that failed or were cancelled
 
     def counts(self) -> tuple[int, int]: ...

@@ -1,10 +1,13 @@
 """The worker loop: what each of the pool's slots runs, top to bottom.
 
 :class:`WorkerPool` is the :class:`~antflow._pool.Pool` (lanes, room, wake and park,
-closing) plus the coroutine that each worker runs: take the next entry in turn, run it
-inline, hand its outcome over, and park on a raw loop future when no lane has work. The
-success path of both kinds of entry is inlined here; the rarer outcomes are settled by
-_slot. Read ``_work`` from the top: each branch says why it is there.
+closing) plus the coroutine that each worker runs: take a turn of the lane at the head of
+the ring, run the item inline, hand its outcome over, and park on a raw loop future when
+no lane has work. A turn of a pulled ``map`` call runs its items in a tight loop inline;
+a pulled ``map_iter`` call's turn is ``_pull``; a lane's entry (a submitted future, or a
+pushed call's item) is one item. The success path of each is inlined here; the rarer
+outcomes are settled by _slot. Read ``_work`` from the top: each branch says why it is
+there.
 """
 
 from __future__ import annotations
@@ -308,17 +311,17 @@ class WorkerPool(Pool):
             self._worker_exited(task, replace)
 
     async def _pull(self, call: Any, slot: Slot, task: asyncio.Task[Any], ran: int) -> int:
-        """Hold the turn of a call at the head of the ring: read its next input and run
-        the item, again and again while no other lane waits; return the count towards
-        the next loop turn (see _work).
+        """A turn of a pulled map_iter call at the head of the ring: read its next input
+        and run the item, again and again while no other lane waits; return the count
+        towards the next loop turn (see _work).
 
         The call's fields live in locals for the whole turn, and a success touches only
-        the call (its place in the results, its count of successes: the pool adds the
-        counts of its calls in progress when asked, see Pool.stats), which is what
-        brings a pulled item close to the hand-written floor. Each pass reads one input
-        (in the caller's context) and gives the turn away first if another lane waits;
-        the turn ends when the input ends, map_iter's window is full, the call ends,
-        another lane takes the head of the ring, or an item did not succeed.
+        the call (its place in the ring of results, its count of successes: the pool adds
+        the counts of its calls in progress when asked, see Pool.stats). Each pass reads
+        one input (in the caller's context) unless the window is full, and gives the turn
+        away first if another lane waits; the turn ends when the input ends, the window is
+        full, the call ends, another lane takes the head of the ring, or an item did not
+        succeed.
         """
         ring = self._ring
         timings = self._timings
@@ -345,8 +348,7 @@ class WorkerPool(Pool):
                     call._input_ended(None if type(exc) is StopIteration else exc)
                     return ran
                 call._count = pos + 1
-                if places:
-                    pos %= places  # map_iter: a ring of window places
+                pos %= places  # its place in the ring of results
                 if len(ring) > 1:
                     ring.append(ring.pop(0))  # fair turns: another lane waits
                 if timings is not None:
@@ -387,15 +389,10 @@ class WorkerPool(Pool):
                     coro = None
                 else:
                     if slot.call is call:
-                        try:
-                            results[pos] = result  # handed over in place, as in _work
-                        except IndexError:
-                            call._grow_results(pos)
-                            results[pos] = result
-                        done = call._done + 1
-                        call._done = done
-                        if pos == call._head_pos or done == call._last:
-                            call._wake()  # the result map_iter waits for, or map's last
+                        results[pos] = result  # handed over in place, as in _work
+                        call._done += 1
+                        if pos == call._head_pos:
+                            call._wake()  # the result that the consumer waits for
                     elif slot.cancelled is not None:
                         slot.settle_cancelled(task, self)  # it swallowed our cancel
                 if timings is not None:

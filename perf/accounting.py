@@ -91,59 +91,54 @@ async def rung_enumerate(fn: Any, n: int) -> list[Any]:
 
 
 def _turns(steps: int) -> Any:
-    """Steps 2-4: the loop of antflow/_worker.py's _pull_map, in a coroutine that the
-    worker's own loop awaits turn after turn (step 2); with the checks of every item
-    (step 3); with the loop turn every 64 items (step 4)."""
-
-    async def pull_map(call: Any, slot: Any, ring: list[Any], ran: int) -> int:
-        timings = None
-        fn, results = call.fn, call.results
-        kind = 0 if call.plain else 1 if call.opts is None else 2
-        slot.call = call
-        call.turns += 1
-        try:
-            for pos, args in call.esrc:
-                if steps < 3:
-                    results[pos] = await fn(args)
-                    continue
-                if timings is not None:
-                    pass
-                try:
-                    if kind == 0:
-                        coro = fn(args)
-                        result = await coro
-                    else:
-                        raise AssertionError(coro)
-                except BaseException:
-                    raise
-                if slot.call is not call:
-                    return ran
-                try:
-                    results[pos] = result
-                except IndexError:
-                    raise
-                if timings is not None:
-                    pass
-                ran += 1
-                if ran >= YIELD_EVERY or len(ring) > 1:
-                    return ran
-            call.exhausted = True
-            return ran
-        finally:
-            slot.call = None
-            call.turns -= 1
+    """Steps 2-3: the worker loop of antflow/_worker.py with a pulled map call's turn inline
+    (a turn begins and ends every 64 items), and the checks of every item (step 2); with
+    the loop turn every 64 items (step 3)."""
 
     async def body(fn: Any, n: int) -> list[Any]:
         call, ring = _Call(fn, n), []
         ring.append(call)
 
         async def work() -> None:
-            slot, ran = _Slot(), 0
+            slot, ran, timings = _Slot(), 0, None
             while not call.exhausted:
-                ran = await pull_map(call, slot, ring, ran)
+                if len(ring) > 1:
+                    raise AssertionError(ring)
+                fn, results = call.fn, call.results
+                kind = 0 if call.plain else 1 if call.opts is None else 2
+                slot.call = call
+                call.turns += 1
+                try:
+                    for pos, args in call.esrc:
+                        if timings is not None:
+                            pass
+                        try:
+                            if kind == 0:
+                                coro = fn(args)
+                                result = await coro
+                            else:
+                                raise AssertionError(kind)
+                        except BaseException:
+                            raise
+                        else:
+                            if slot.call is call:
+                                try:
+                                    results[pos] = result
+                                except IndexError:
+                                    raise
+                        if timings is not None:
+                            pass
+                        ran += 1
+                        if ran >= YIELD_EVERY or len(ring) > 1 or slot.call is not call:
+                            break
+                    else:
+                        call.exhausted = True
+                finally:
+                    slot.call = None
+                    call.turns -= 1
                 if ran >= YIELD_EVERY:
                     ran = 0
-                    if steps >= 4:
+                    if steps >= 3:
                         await asyncio.sleep(0)
 
         await asyncio.gather(*(work() for _ in range(wl.MAX_WORKERS)))
@@ -156,17 +151,13 @@ def _turns(steps: int) -> Any:
 LADDER: dict[str, tuple[Any, str]] = {
     "floor": (wl.floor, "the floor: 100 coroutines, `for i in it: out[i] = await fn(i)`"),
     "+enumerate": (rung_enumerate, "each input's place from an enumerate of the input"),
-    "+turn": (
-        _turns(2),
-        "the loop in a coroutine of its own (_pull_map), which the worker's loop awaits per "
-        "turn: one more frame to pass through at every resumption",
-    ),
     "+checks": (
-        _turns(3),
-        "the checks of every item: timing off, the kind of call, the slot still holding the "
-        "call, the result written under an IndexError guard, the count to 64, other lanes",
+        _turns(2),
+        "the turn, inline in the worker's loop, and the checks of every item: timing off, the "
+        "kind of call, the slot still holding the call, the result written under an "
+        "IndexError guard, the count to 64, other lanes",
     ),
-    "+yield64": (_turns(4), "a loop turn (`sleep(0)`) every 64 items"),
+    "+yield64": (_turns(3), "a loop turn (`sleep(0)`) every 64 items"),
 }
 PATHS: dict[str, tuple[Any, str]] = {
     "map": (wl.antflow_map, "`await ex.map(fn, range(n))`"),
