@@ -107,44 +107,31 @@ async def test_cancelling_the_caller_of_map_cancels_its_running_items(
 
 
 @pytest.mark.parametrize("options", EXECUTOR_OPTIONS)
+@pytest.mark.parametrize(
+    ("pushed", "read", "counts"),
+    [(True, 6, (7, 6, 1)), (False, 2, (3, 2, 1))],
+    ids=["async-input", "sync-input"],
+)
 async def test_cancelling_the_caller_of_map_never_starts_its_queued_items(
-    options: dict[str, Any],
+    options: dict[str, Any], pushed: bool, read: int, counts: tuple[int, int, int]
 ) -> None:
-    # An async input is read by the caller, a window ahead: 2 items run, 4 wait.
+    # An async input is read by the caller, a window ahead: 2 items run, 4 wait, and are
+    # cancelled with the call. A synchronous input is read by the workers as they free
+    # up: nothing waits, so nothing beyond the running items was read, and nothing more is.
     probe = Probe()
     source = CountingInput(100)
     async with AsyncExecutor(max_workers=2, **options) as executor:
-        caller = asyncio.create_task(executor.map(probe.hold, read_async(source), window=6))
+        inputs = read_async(source) if pushed else source
+        caller = asyncio.create_task(executor.map(probe.hold, inputs, window=6))
         await until(lambda: len(probe.started) == 2)
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
         await assert_still_usable(executor)
         assert sorted(probe.started) == [0, 1]
-        assert source.read == 6  # the window, no more
+        assert source.read == read
         stats = executor.stats()
-    assert (stats.submitted, stats.cancelled, stats.completed) == (7, 6, 1)
-
-
-@pytest.mark.parametrize("options", EXECUTOR_OPTIONS)
-async def test_cancelling_the_caller_of_map_over_a_sync_input_leaves_nothing_read_ahead(
-    options: dict[str, Any],
-) -> None:
-    # A synchronous input is read by the workers as they free up: nothing waits, so
-    # nothing beyond the running items was read, and nothing more is.
-    probe = Probe()
-    source = CountingInput(100)
-    async with AsyncExecutor(max_workers=2, **options) as executor:
-        caller = asyncio.create_task(executor.map(probe.hold, source, window=6))
-        await until(lambda: len(probe.started) == 2)
-        caller.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await caller
-        await assert_still_usable(executor)
-        assert sorted(probe.started) == [0, 1]
-        assert source.read == 2
-        stats = executor.stats()
-    assert (stats.submitted, stats.cancelled, stats.completed) == (3, 2, 1)
+    assert (stats.submitted, stats.cancelled, stats.completed) == counts
 
 
 @pytest.mark.parametrize(
