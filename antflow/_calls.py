@@ -4,9 +4,10 @@ A call reads its input lazily, at most ``window`` items ahead of what its caller
 consumed, so its memory is O(window) whatever the input's length. There are two ways in:
 
 - *pulled* (a synchronous input): the call stands in the pool's ring and the workers whose
-  turn it is read its input themselves, one item each when they are free for it (see
-  _worker._pull_map and _worker._pull). Nothing is queued, nothing is made per item, and
-  the caller is woken only when it has something to do;
+  turn it is read its input themselves, one item each when they are free for it (see the
+  pulled-map turn in _worker's ``WorkerPool._work``, and ``WorkerPool._pull`` for
+  map_iter). Nothing is queued, nothing is made per item, and the caller is woken only
+  when it has something to do;
 - *pushed* (an async input, a progress bar, a window smaller than the pool): the caller
   reads a window ahead and queues plain ``(call, place, args)`` tuples in the call's lane;
   it is woken to refill at half the window.
@@ -319,7 +320,7 @@ class MapCall(BaseCall[_T]):
             # IndexError: a check per item would cost more), from the input's own hint.
             hint = operator.length_hint(args[2][0], 0) if self._single else 0
             self._results = [None] * min(hint, 1 << 20)
-            # Workers run ``for pos, args in _esrc`` (see _worker._pull_map); an input
+            # Workers run ``for pos, args in _esrc`` (see WorkerPool._work); an input
             # whose iteration runs no code of the user's is read directly, any other
             # through the caller's context.
             source = self._source
