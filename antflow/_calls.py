@@ -23,7 +23,6 @@ import asyncio
 import contextvars
 import functools
 import operator
-import sys
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable
 from itertools import islice
@@ -97,10 +96,7 @@ class BaseCall(Generic[_T]):
         self._limit = 0  # pulling: read no input at or beyond this count
         self._in_ring = False  # pulling: the call stands in the pool's ring
         self._ready_at = 0.0  # pulling, with timing on: since when its next item waits
-        # Pulled, map_iter's worker counts its successes (see _mapiter); both count the
-        # items that failed or were cancelled (in _slot), for stats().
-        self._done = 0
-        self._lost = 0  # items that failed or were cancelled (counted by _slot)
+        self._lost = 0  # items that failed or were cancelled (counted by _slot), for stats()
         self._count = 0  # items fed so far; the next item's index
         self._in_flight = 0  # items fed whose outcome the worker has not handed over
         # The worker hands a result over in place (see Pool._work):
@@ -149,12 +145,7 @@ class BaseCall(Generic[_T]):
 
     def counts(self) -> tuple[int, int]:
         """Pulled: (items read, items that succeeded) so far; the pool adds these up."""
-        return self._count, self._done
-
-    def _grow_results(self, pos: int) -> None:
-        """Pulled map: make room for the result at ``pos`` (see MapCall.run)."""
-        results = self._results
-        results.extend([None] * max(pos + 1 - len(results), len(results) // 2 + 64))
+        raise NotImplementedError
 
     def _take_turns(self) -> None:
         """Pulling: stand in the pool's ring, so that workers read this call's input."""
@@ -315,7 +306,6 @@ class MapCall(BaseCall[_T]):
         # is kept by pushing, as is an async input.
         if self._can_pull and not self._is_async and self._window >= self._pool._max_workers:
             self._pull = True
-            self._limit = sys.maxsize
             # Results go in place; the list grows in steps (the worker catches the
             # IndexError: a check per item would cost more), from the input's own hint.
             hint = operator.length_hint(args[2][0], 0) if self._single else 0
@@ -358,6 +348,11 @@ class MapCall(BaseCall[_T]):
         if n:
             self._results.extend([None] * n)
             super()._fed(n)
+
+    def _grow_results(self, pos: int) -> None:
+        """Pulled: make room for the result at ``pos`` (the worker found the list short)."""
+        results = self._results
+        results.extend([None] * max(pos + 1 - len(results), len(results) // 2 + 64))
 
     def _read(self) -> int:
         """Pulled: how many inputs the workers have read (the enumerate's next index)."""

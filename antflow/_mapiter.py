@@ -99,6 +99,10 @@ class IterState(BaseCall[_T]):
         # Pulled, workers read inputs up to ``_limit``, which next() moves to the head plus
         # the window whenever half of it is free (a refill without reading anything).
         self._pull = self._can_pull and not self._is_async
+        self._done = 0  # pulled: items that succeeded (counted by WorkerPool._pull)
+
+    def counts(self) -> tuple[int, int]:
+        return self._count, self._done
 
     async def next(self) -> _T:
         if self._finished:

@@ -71,7 +71,6 @@ class Call(Protocol):
     _in_ring: bool
     _ready_at: float  # with timing on: since when the call's next item waits for a worker
     _pull: bool  # workers read its input (it stands in the ring); else it queues entries
-    _done: int  # pulled: items that succeeded (the pool adds them up in stats())
     _lost: int  # items that failed or were cancelled
 
     def counts(self) -> tuple[int, int]: ...
