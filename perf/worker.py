@@ -169,7 +169,10 @@ def _memory_main(argv: list[str]) -> None:
         peak_reset=str(reset),
         us_per_task=seconds / args.n * 1e6,
     )
-    run = pyperf.Run([float(growth)], metadata=meta, collect_metadata=True)
+    # pyperf keeps positive values only: no growth at all (the batch ran in pages that the
+    # warm-up had already touched, which happens) is stored as 1 byte. The metadata above
+    # keeps the exact KiB figures.
+    run = pyperf.Run([float(growth) or 1.0], metadata=meta, collect_metadata=True)
     pyperf.Benchmark([run]).dump(args.output, replace=True)
     print(
         f"{contender.key} {args.loop}: peak RSS growth {growth / 2**20:.1f} MiB over "
