@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar
 
 from ._base import BaseExecutor
 from ._calls import MapCall
-from ._future import CANCELLED, AsyncFuture
+from ._future import CANCELLED, ONE_ARG, AsyncFuture
 from ._mapiter import IterState, MapIterator
 from ._options import (
     Options,
@@ -174,7 +174,8 @@ class AsyncExecutor(BaseExecutor):
         """
         # The fast path: a bound, open pool and a call without options of its own.
         pool = self._pool
-        if pool._loop is not _get_running_loop() or pool._loop is None:
+        loop = _get_running_loop()
+        if loop is not pool._loop or loop is None:
             pool.bind()
         if pool._state:  # not OPEN (0)
             pool.check_open()
@@ -186,7 +187,10 @@ class AsyncExecutor(BaseExecutor):
             opts = self._default_opts
         if pool._max_pending:
             pool.check_room()
-        future: AsyncFuture[_T] = AsyncFuture(pool, fn, args, kwargs or None, opts)
+        if opts is None and not kwargs and len(args) == 1:
+            future: AsyncFuture[_T] = AsyncFuture(pool, fn, args[0], ONE_ARG, None)
+        else:
+            future = AsyncFuture(pool, fn, args, kwargs or None, opts)
         if opts is not None and opts.context:
             future._context = contextvars.copy_context()
         if pool._timings is not None:

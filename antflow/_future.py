@@ -18,11 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import types
 from collections.abc import Callable, Generator
 from functools import partial
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
-__all__ = ["CANCELLED", "FINISHED", "PENDING", "RUNNING", "AsyncFuture", "FutureOwner"]
+__all__ = [
+    "CANCELLED",
+    "FINISHED",
+    "PENDING",
+    "RUNNING",
+    "AsyncFuture",
+    "ONE_ARG",
+    "FutureOwner",
+    "ready",
+]
 
 _T = TypeVar("_T")
 
@@ -36,6 +46,21 @@ _STATE_NAMES = ("pending", "running", "finished", "cancelled")
 _LoopFuture: Any = asyncio.Future  # what loop.create_future() returns (the C Future)
 
 
+class _OneArg:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ONE_ARG"
+
+
+# The ``kwargs`` of a future whose call is ``fn(x)``, the commonest shape (``submit(fn,
+# x)``, no keywords, no options): its ``args`` is then ``x`` itself, not the 1-tuple that
+# ``*args`` made. That tuple is freed as ``submit`` returns instead of living as long as
+# the future, which halves what the cyclic GC keeps track of per submitted item while
+# many are alive (decisions.md 17).
+ONE_ARG: Final[Any] = _OneArg()
+
+
 class FutureOwner(Protocol):
     """What a future needs of whoever runs it."""
 
@@ -43,6 +68,17 @@ class FutureOwner(Protocol):
 
     def _future_cancelled(self, future: AsyncFuture[Any], queued: bool) -> None:
         """``future`` was cancelled (``queued``: before it started); count it, free room."""
+
+
+@types.coroutine
+def ready(value: _T) -> Generator[Any, None, _T]:
+    """An awaitable of a value at hand: awaiting it returns at once, without a loop turn.
+
+    What an ``__anext__`` returns when its next value is already there (map_iter's next
+    result, as_completed's next ended future): cheaper than a coroutine of the slow path.
+    """
+    return value
+    yield  # unreachable: it makes this a generator, hence awaitable
 
 
 def _time_out(waiter: asyncio.Future[bool]) -> None:
@@ -80,12 +116,13 @@ class AsyncFuture(Generic[_T]):
         self,
         owner: FutureOwner,
         fn: Callable[..., Any],
-        args: tuple[Any, ...],
+        args: Any,
         kwargs: dict[str, Any] | None,
         opts: Any,
     ) -> None:
         self._owner = owner
         self._fn: Callable[..., Any] | None = fn
+        # The call is fn(*args, **kwargs); or fn(args) when kwargs is ONE_ARG (above).
         self._args = args
         self._kwargs = kwargs
         self._opts = opts  # the item's options (see _options), None on the fast path
@@ -141,7 +178,7 @@ class AsyncFuture(Generic[_T]):
         if state >= FINISHED:
             return False
         self._state = CANCELLED
-        self._fn = self._args = self._kwargs = None  # type: ignore[assignment]
+        self._fn = self._args = self._kwargs = None
         self._owner._future_cancelled(self, state == PENDING)
         runner = self._runner
         if runner is not None:
@@ -226,13 +263,13 @@ class AsyncFuture(Generic[_T]):
     def _set_result(self, result: Any) -> None:
         self._state = FINISHED
         self._result = result
-        self._fn = self._args = self._kwargs = self._runner = None  # type: ignore[assignment]
+        self._fn = self._args = self._kwargs = self._runner = None
         self._ended()
 
     def _set_exception(self, exc: BaseException) -> None:
         self._state = FINISHED
         self._exception = exc
-        self._fn = self._args = self._kwargs = self._runner = None  # type: ignore[assignment]
+        self._fn = self._args = self._kwargs = self._runner = None
         self._ended()
 
     # -- internals ------------------------------------------------------------------------
@@ -264,11 +301,11 @@ class AsyncFuture(Generic[_T]):
             if type(listeners) is list:
                 for listener in listeners:
                     _tell(listener, self)
-            elif type(listeners) is _LoopFuture:  # the one waiter of result(): inlined
-                if not listeners.done():
+            elif type(listeners) is _LoopFuture or isinstance(listeners, asyncio.Future):
+                if not listeners.done():  # the one waiter of result()
                     listeners.set_result(True)
             else:
-                _tell(listeners, self)
+                listeners(self)  # the one callback (of as_completed, wait, ...)
 
 
 def _tell(listener: Any, future: AsyncFuture[Any]) -> None:

@@ -9,22 +9,15 @@ on one raw loop future only when the result it needs next has not ended yet.
 
 from __future__ import annotations
 
-import types
-from collections.abc import AsyncIterator, Awaitable, Generator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from ._calls import MISSING, BaseCall
+from ._future import ready
 
 __all__ = ["IterState", "MapIterator"]
 
 _T = TypeVar("_T")
-
-
-@types.coroutine
-def _ready(value: _T) -> Generator[Any, None, _T]:
-    """An awaitable of a value at hand: awaiting it returns at once, without a loop turn."""
-    return value
-    yield  # unreachable: it makes this a generator, hence awaitable
 
 
 class MapIterator(AsyncIterator[_T]):
@@ -58,7 +51,7 @@ class MapIterator(AsyncIterator[_T]):
             state._results[pos] = MISSING
             state._head += 1
             state._head_pos = pos + 1 if pos + 1 < state._window else 0
-            return _ready(result)
+            return ready(result)
         return state.next()
 
     async def aclose(self) -> None:

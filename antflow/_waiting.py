@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from ._future import FINISHED, AsyncFuture
+from ._future import FINISHED, AsyncFuture, ready
 from ._options import check_timeout
 
 __all__ = ["WaitStrategy", "as_completed", "wait"]
@@ -68,15 +68,21 @@ class _AsCompleted(AsyncIterator[AsyncFuture[_T]]):
     collection.
     """
 
-    __slots__ = ("_state",)
+    __slots__ = ("_ended", "_state")
 
     def __init__(self, state: _AsCompletedState[_T]) -> None:
         self._state = state
+        self._ended = state._ended  # for the fast path of __anext__
 
     def __aiter__(self) -> _AsCompleted[_T]:
         return self
 
     def __anext__(self) -> Awaitable[AsyncFuture[_T]]:
+        # The fast path of _AsCompletedState.next, inlined: a future has ended already.
+        # (The deque holds futures only while the iteration is started and not closed.)
+        ended = self._ended
+        if ended:
+            return ready(ended.popleft())
         return self._state.next()
 
     async def aclose(self) -> None:
@@ -102,19 +108,27 @@ class _AsCompletedState(Generic[_T]):
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._started = True
         on_end = self._on_end
+        ended = self._ended
+        remaining = 0
         for future in self._futures:
             if future._state >= FINISHED:
-                self._ended.append(future)
+                ended.append(future)
             else:
-                future._listen(on_end)
-                self._remaining += 1
+                if future._listeners is None:  # _listen, inlined: the common case
+                    future._listeners = on_end
+                else:
+                    future._listen(on_end)
+                remaining += 1
+        self._remaining = remaining
         if self._timeout is not None and self._remaining:
             self._timer = loop.call_later(self._timeout, self._expire)
 
     def _on_end(self, future: AsyncFuture[Any]) -> None:
         self._remaining -= 1
         self._ended.append(future)
-        self._wake()
+        waiter = self._waiter  # _wake, inlined: this runs once per future
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _expire(self) -> None:
         self._expired = True
@@ -156,6 +170,7 @@ class _AsCompletedState(Generic[_T]):
         if self._closed:
             return
         self._closed = True
+        self._ended.clear()  # nothing more is yielded (see _AsCompleted.__anext__)
         if self._timer is not None:
             self._timer.cancel()
         if self._remaining:

@@ -18,7 +18,7 @@ from time import perf_counter
 from typing import Any, Final
 
 from ._compat import HAS_UNCANCEL, uncancel
-from ._future import FINISHED, PENDING, RUNNING
+from ._future import FINISHED, ONE_ARG, PENDING, RUNNING
 from ._options import failure, run_with_options
 from ._pool import OPEN, Pool
 from ._slot import Slot, future_cancelled, future_failed
@@ -256,7 +256,12 @@ class WorkerPool(Pool):
                         if item._opts is None:
                             fn = item._fn
                             kwargs = item._kwargs
-                            coro = fn(*item._args, **kwargs) if kwargs else fn(*item._args)
+                            if kwargs is ONE_ARG:  # fn(x): see _future.ONE_ARG
+                                coro = fn(item._args)
+                            elif kwargs is None:
+                                coro = fn(*item._args)
+                            else:
+                                coro = fn(*item._args, **kwargs)
                             result = await coro  # not awaitable: see failure()
                         else:
                             result = await run_with_options(

@@ -148,6 +148,34 @@ async def test_submit_passes_positional_and_keyword_arguments() -> None:
         assert await executor.submit(describe, 1, b=2, c=3) == (1, 2, 3, 0)
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((), {}),
+        ((7,), {}),  # fn(x): the future keeps x itself, not a 1-tuple (ONE_ARG)
+        (((1, 2),), {}),  # one argument that is itself a tuple: passed whole, not unpacked
+        ((None,), {}),
+        ((1, 2), {}),
+        ((7,), {"k": 1}),
+        ((), {"k": 1}),
+    ],
+)
+@pytest.mark.parametrize("with_options", [False, True])
+async def test_submit_calls_the_function_with_exactly_its_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], with_options: bool
+) -> None:
+    async def echo(*a: Any, **k: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return a, k
+
+    options: dict[str, Any] = {"retries": 1} if with_options else {}
+    async with AsyncExecutor() as executor:
+        future = executor.submit(echo, *args, **kwargs, **options)
+        assert await future.result() == (args, kwargs)
+        executor_wide = AsyncExecutor(propagate_context=True)  # options on every item
+        async with executor_wide:
+            assert await executor_wide.submit(echo, *args, **kwargs) == (args, kwargs)
+
+
 async def test_submit_passes_a_keyword_argument_named_fn_to_the_function() -> None:
     async def task(*, fn: str) -> str:
         return fn

@@ -419,3 +419,15 @@ async def test_wait_removes_its_listeners_from_the_futures_still_pending_when_it
         assert not has_listeners(futures[1])
         assert not has_listeners(futures[2])
         gates.open(1, 2)
+
+
+async def test_as_completed_yields_nothing_more_once_closed_even_with_ended_futures_left() -> None:
+    async with AsyncExecutor() as executor:
+        futures = [executor.submit(asyncio.sleep, 0, i) for i in range(3)]
+        await executor.wait(futures)
+        iterator = executor.as_completed(futures)
+        first = await iterator.__anext__()  # all three have ended: the fast path
+        assert first in futures
+        await iterator.aclose()  # type: ignore[attr-defined]
+        with pytest.raises(StopAsyncIteration):
+            await iterator.__anext__()
