@@ -39,6 +39,9 @@ __all__ = ["AsyncExecutor"]
 
 _T = TypeVar("_T")
 
+_new_object: Final = object.__new__
+_init_future: Final = AsyncFuture.__init__
+
 _get_running_loop = asyncio._get_running_loop  # C-fast, and returns None outside a loop
 
 
@@ -187,10 +190,13 @@ class AsyncExecutor(BaseExecutor):
             opts = self._default_opts
         if pool._max_pending:
             pool.check_room()
+        # Allocated, then initialised: two direct calls cost about 250 instructions less
+        # per item than a call of the class on Python 3.11 (decisions.md 17).
+        future: AsyncFuture[_T] = _new_object(AsyncFuture)
         if opts is None and not kwargs and len(args) == 1:
-            future: AsyncFuture[_T] = AsyncFuture(pool, fn, args[0], ONE_ARG, None)
+            _init_future(future, pool, fn, args[0], ONE_ARG, None)
         else:
-            future = AsyncFuture(pool, fn, args, kwargs or None, opts)
+            _init_future(future, pool, fn, args, kwargs or None, opts)
         if opts is not None and opts.context:
             future._context = contextvars.copy_context()
         if pool._timings is not None:

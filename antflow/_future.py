@@ -130,10 +130,11 @@ class AsyncFuture(Generic[_T]):
         self._result: Any = None
         self._exception: BaseException | None = None
         # Told synchronously when this future ends: internal waiters only. Each is a raw
-        # loop future (a waiter of ``result()`` / ``await``: resolved with True unless it
-        # is done already) or a callable (as_completed, wait, add_done_callback), called
-        # with this future. None, one of them, or a list (most futures have at most one
-        # waiter, which spares a list per future).
+        # loop future of asyncio's own type (a waiter of ``result()`` / ``await``:
+        # resolved with True unless it is done already) or a callable (as_completed,
+        # wait, add_done_callback, or a waiter of another future type wrapped by
+        # _resolve), called with this future. None, one of them, or a list (most futures
+        # have at most one waiter, which spares a list per future).
         self._listeners: Any = None
         # The task whose cancellation cancels this item while it runs.
         self._runner: asyncio.Task[Any] | None = None
@@ -212,7 +213,8 @@ class AsyncFuture(Generic[_T]):
         if self._state < FINISHED:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[bool] = loop.create_future()
-            self._listen(waiter)
+            listener = waiter if type(waiter) is _LoopFuture else partial(_resolve, waiter)
+            self._listen(listener)
             handle = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
             try:
                 ended = await waiter
@@ -220,7 +222,7 @@ class AsyncFuture(Generic[_T]):
                 if handle is not None:
                     handle.cancel()
                 if self._state < FINISHED:
-                    self._unlisten(waiter)
+                    self._unlisten(listener)
             if not ended:
                 raise asyncio.TimeoutError(f"the task did not end within {timeout} seconds")
         if self._state == CANCELLED:
@@ -234,12 +236,13 @@ class AsyncFuture(Generic[_T]):
         # ``await future``: ``await future.result()`` without a timeout.
         if self._state < FINISHED:
             waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            self._listen(waiter)
+            listener = waiter if type(waiter) is _LoopFuture else partial(_resolve, waiter)
+            self._listen(listener)
             try:
                 yield from waiter
             finally:
                 if self._state < FINISHED:
-                    self._unlisten(waiter)
+                    self._unlisten(listener)
         if self._state == CANCELLED:
             raise asyncio.CancelledError()
         exc = self._exception
@@ -300,20 +303,21 @@ class AsyncFuture(Generic[_T]):
             self._listeners = None
             if type(listeners) is list:
                 for listener in listeners:
-                    _tell(listener, self)
-            elif type(listeners) is _LoopFuture or isinstance(listeners, asyncio.Future):
-                if not listeners.done():  # the one waiter of result()
+                    if type(listener) is _LoopFuture:
+                        _resolve(listener, self)
+                    else:
+                        listener(self)
+            elif type(listeners) is _LoopFuture:  # the one waiter of result()
+                if not listeners.done():
                     listeners.set_result(True)
             else:
                 listeners(self)  # the one callback (of as_completed, wait, ...)
 
 
-def _tell(listener: Any, future: AsyncFuture[Any]) -> None:
-    if isinstance(listener, asyncio.Future):
-        if not listener.done():  # (a waiter whose caller was cancelled or timed out)
-            listener.set_result(True)
-    else:
-        listener(future)
+def _resolve(waiter: asyncio.Future[bool], future: AsyncFuture[Any]) -> None:
+    """Wake a waiter of ``result()``: ``future`` has ended."""
+    if not waiter.done():  # (a waiter whose caller was cancelled or timed out)
+        waiter.set_result(True)
 
 
 def _call_soon(

@@ -42,6 +42,7 @@ class WorkerPool(Pool):
         slot = Slot(task)
         self._slots[task] = slot
         ring = self._ring
+        submits = self._submits  # the lane of submit(): its entries are AsyncFutures
         timings = self._timings
         started = queued = 0.0  # with timing on: when the item started, was queued
         ran = 0
@@ -73,7 +74,7 @@ class WorkerPool(Pool):
                 # A turn: the lane at the head of the ring gives its next entry, then goes
                 # to the back if others wait (and leaves the ring once it has no more).
                 lane = ring[0]
-                if type(lane) is not deque:
+                if lane is not submits and type(lane) is not deque:
                     # -- a call that its workers pull from: hold its turn (see _pull) ------
                     if fresh:
                         fresh = False
@@ -189,8 +190,8 @@ class WorkerPool(Pool):
                 # The two kinds of entry are run by two branches that mirror each other
                 # (call, await, settle the outcome) on purpose: a shared helper would
                 # cost a call or a coroutine per item on the hottest path of the library.
-                if type(item) is tuple:
-                    # -- an item of a map / map_iter call ------------------------------
+                if lane is not submits:
+                    # -- an item of a map / map_iter call: a (call, pos, args) tuple -----
                     call, pos, args = item
                     slot.call = call
                     slot.pos = pos

@@ -347,3 +347,46 @@ async def test_a_raising_done_callback_goes_to_the_loop_exception_handler() -> N
             assert await executor.map(answer, range(3)) == [0, 1, 2]
     finally:
         loop.set_exception_handler(None)
+
+
+class _ForeignFutureLoop:
+    """The running loop, except that its futures are asyncio's pure-Python Future: what a
+    loop whose create_future() returns a Future type of its own looks like to a waiter."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.futures._PyFuture(loop=self._loop)  # type: ignore[attr-defined,no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+
+async def test_waiters_whose_loop_futures_are_of_another_type_are_woken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = asyncio.Event()
+
+    async def gated(x: int) -> int:
+        await gate.wait()
+        return x
+
+    async with AsyncExecutor() as executor:
+        future = executor.submit(gated, 5)
+        foreign = _ForeignFutureLoop(asyncio.get_running_loop())
+        monkeypatch.setattr(asyncio, "get_running_loop", lambda: foreign)
+        with pytest.raises(asyncio.TimeoutError):
+            await future.result(timeout=0.01)  # its waiter is unlistened on the way out
+        assert future._listeners is None
+        one = asyncio.ensure_future(future.result())
+        two = asyncio.ensure_future(future.result(timeout=30))  # two waiters: a list
+        three = asyncio.ensure_future(_await(future))
+        await wait_until(lambda: type(future._listeners) is list and len(future._listeners) == 3)
+        gate.set()
+        assert await asyncio.wait_for(asyncio.gather(one, two, three), 30) == [5, 5, 5]
+        monkeypatch.undo()
+
+
+async def _await(future: AsyncFuture[int]) -> int:
+    return await future
