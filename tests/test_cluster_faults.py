@@ -147,3 +147,25 @@ async def test_a_worker_process_that_dies_mid_batch_costs_only_time(
         assert sorted(map(id, endings)) == sorted(map(id, futures))  # each ended once
         # The nanny started a replacement and the executor keeps working.
         assert await executor.map(items.double, range(8)) == [2 * i for i in range(8)]
+
+
+async def test_the_count_of_the_clusters_threads_is_taken_again_only_once_it_is_old(
+    cluster_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from antflow.cluster import _executor as cluster_executor
+
+    counted: list[int] = []
+    real = cluster_executor.count_threads
+
+    async def counting(client: object) -> int:
+        counted.append(1)
+        return await real(client)
+
+    monkeypatch.setattr(cluster_executor, "count_threads", counting)
+    async with ClusterExecutor(cluster_address) as executor:
+        assert len(counted) == 1  # on connecting
+        assert await executor.map(items.double, range(3)) == [0, 2, 4]
+        assert len(counted) == 1  # the count is fresh: not taken again
+        executor._threads_checked -= cluster_executor.RECOUNT_SECONDS + 1  # now it is old
+        assert await executor.map(items.double, range(3)) == [0, 2, 4]
+        assert len(counted) == 2

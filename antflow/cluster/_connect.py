@@ -10,7 +10,7 @@ import dask.config
 import dask.utils
 import distributed
 
-__all__ = ["THREADS_PER_WORKER", "count_threads", "open_client", "start_embedded"]
+__all__ = ["THREADS_PER_WORKER", "connect", "count_threads", "open_client", "start_embedded"]
 
 # distributed is only partly typed: its entry points, as Any at the boundary.
 _Client: Any = distributed.Client
@@ -74,3 +74,22 @@ async def count_threads(client: Any) -> int:
     """How many tasks the cluster runs at once: the sum of its workers' threads."""
     nthreads = await client.nthreads()
     return max(1, int(sum(nthreads.values())))
+
+
+async def connect(client: Any, address: str | None, processes: int | None) -> tuple[Any, Any]:
+    """Reach the cluster that a ClusterExecutor was given: its ``client`` (checked, and
+    awaited if it has not started), else the scheduler at ``address``, else a new embedded
+    cluster of ``processes`` workers. Return ``(cluster, client)``, where ``cluster`` is the
+    embedded LocalCluster, or None when the cluster is not the executor's own."""
+    if client is not None:
+        if not client.asynchronous:
+            raise TypeError(
+                "client= must be an asynchronous distributed.Client "
+                "(Client(..., asynchronous=True)) of this event loop"
+            )
+        if client.status != "running":
+            await client
+        return None, client
+    if address is not None:
+        return None, await open_client(address)
+    return await start_embedded(processes)

@@ -37,7 +37,7 @@ from .._stats import ExecutorStats
 from . import _runner
 from ._batching import check_batch_size
 from ._calls import MapCall, MapIterStart
-from ._connect import count_threads, open_client, start_embedded
+from ._connect import connect, count_threads
 from ._wire import CLOSE_TIMEOUT, ClientSide, Item
 
 __all__ = ["ClusterExecutor"]
@@ -216,21 +216,10 @@ class ClusterExecutor(ClientSide, BaseExecutor):
 
     async def _connect(self) -> None:
         try:
-            if self._given_client is not None:
-                client = self._given_client
-                if not client.asynchronous:
-                    raise TypeError(
-                        "client= must be an asynchronous distributed.Client "
-                        "(Client(..., asynchronous=True)) of this event loop"
-                    )
-                if client.status != "running":
-                    await client
-                self._client = client
-            elif self._address is not None:
-                self._client = await open_client(self._address)
-            else:
-                self._cluster, self._client = await start_embedded(self._processes)
-            await self._count_threads()
+            self._cluster, self._client = await connect(
+                self._given_client, self._address, self._processes
+            )
+            await self._recount_threads(max_age=-1.0)  # the first count
             self._client.subscribe_topic(_runner.TOPIC + self._id, self._on_event)
         except BaseException as exc:
             self._connect_error = exc
@@ -240,11 +229,14 @@ class ClusterExecutor(ClientSide, BaseExecutor):
             return
         self._flush()
 
-    async def _count_threads(self) -> None:
-        """Learn how many tasks the cluster runs at once (it sizes windows and batches)."""
+    async def _recount_threads(self, max_age: float = RECOUNT_SECONDS) -> None:
+        """Learn how many tasks the cluster runs at once (it sizes windows and batches),
+        again when the count is older than ``max_age`` seconds: workers come and go."""
         assert self._loop is not None
-        self._threads_checked = self._loop.time()
-        self._threads = await count_threads(self._client)
+        now = self._loop.time()
+        if now - self._threads_checked > max_age:
+            self._threads_checked = now
+            self._threads = await count_threads(self._client)
 
     # -- submitting --------------------------------------------------------------------
 
@@ -399,12 +391,6 @@ class ClusterExecutor(ClientSide, BaseExecutor):
             await asyncio.shield(connecting)
         if self._connect_error is not None:
             raise self._connect_error
-
-    async def _recount_threads(self) -> None:
-        """Workers come and go: count them again before a call if the count is old."""
-        assert self._loop is not None
-        if self._loop.time() - self._threads_checked > RECOUNT_SECONDS:
-            await self._count_threads()
 
     def _call_ended(self, call: MapCall[Any]) -> None:
         self._calls.discard(call)
