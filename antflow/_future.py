@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import types
 from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any, Final, Generic, Protocol, TypeVar
@@ -31,7 +30,7 @@ __all__ = [
     "AsyncFuture",
     "ONE_ARG",
     "FutureOwner",
-    "ready",
+    "LoopFuture",
 ]
 
 _T = TypeVar("_T")
@@ -43,7 +42,7 @@ FINISHED = 2  # returned a value or raised an exception
 CANCELLED = 3  # cancelled while queued or running
 _STATE_NAMES = ("pending", "running", "finished", "cancelled")
 
-_LoopFuture: Any = asyncio.Future  # what loop.create_future() returns (the C Future)
+LoopFuture: Any = asyncio.Future  # what loop.create_future() returns (the C Future)
 
 
 class _OneArg:
@@ -68,17 +67,6 @@ class FutureOwner(Protocol):
 
     def _future_cancelled(self, future: AsyncFuture[Any], queued: bool) -> None:
         """``future`` was cancelled (``queued``: before it started); count it, free room."""
-
-
-@types.coroutine
-def ready(value: _T) -> Generator[Any, None, _T]:
-    """An awaitable of a value at hand: awaiting it returns at once, without a loop turn.
-
-    What an ``__anext__`` returns when its next value is already there (map_iter's next
-    result, as_completed's next ended future): cheaper than a coroutine of the slow path.
-    """
-    return value
-    yield  # unreachable: it makes this a generator, hence awaitable
 
 
 def _time_out(waiter: asyncio.Future[bool]) -> None:
@@ -120,6 +108,8 @@ class AsyncFuture(Generic[_T]):
         kwargs: dict[str, Any] | None,
         opts: Any,
     ) -> None:
+        # AsyncExecutor.submit inlines this for its fast path: a field set here is set
+        # there too (tests/test_executor_basics.py checks that the two agree).
         self._owner = owner
         self._fn: Callable[..., Any] | None = fn
         # The call is fn(*args, **kwargs); or fn(args) when kwargs is ONE_ARG (above).
@@ -213,7 +203,7 @@ class AsyncFuture(Generic[_T]):
         if self._state < FINISHED:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[bool] = loop.create_future()
-            listener = waiter if type(waiter) is _LoopFuture else partial(_resolve, waiter)
+            listener = waiter if type(waiter) is LoopFuture else partial(_resolve, waiter)
             self._listen(listener)
             handle = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
             try:
@@ -236,7 +226,7 @@ class AsyncFuture(Generic[_T]):
         # ``await future``: ``await future.result()`` without a timeout.
         if self._state < FINISHED:
             waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            listener = waiter if type(waiter) is _LoopFuture else partial(_resolve, waiter)
+            listener = waiter if type(waiter) is LoopFuture else partial(_resolve, waiter)
             self._listen(listener)
             try:
                 yield from waiter
@@ -303,11 +293,11 @@ class AsyncFuture(Generic[_T]):
             self._listeners = None
             if type(listeners) is list:
                 for listener in listeners:
-                    if type(listener) is _LoopFuture:
+                    if type(listener) is LoopFuture:
                         _resolve(listener, self)
                     else:
                         listener(self)
-            elif type(listeners) is _LoopFuture:  # the one waiter of result()
+            elif type(listeners) is LoopFuture:  # the one waiter of result()
                 if not listeners.done():
                     listeners.set_result(True)
             else:

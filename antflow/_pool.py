@@ -52,6 +52,8 @@ CLOSING: Final = 1  # shut down: no new work; queued work and calls in progress 
 CLOSED: Final = 2  # every worker has exited
 STATE_NAMES: Final = ("open", "closing", "closed")
 
+_NO_LOOP: Final = object()  # see Pool._unchecked_loop
+
 
 class Call(Protocol):
     """What the worker uses of a map / map_iter call (see _calls.BaseCall)."""
@@ -102,13 +104,22 @@ class Pool:
     the pool is closed once no worker and no call is left.
     """
 
-    def __init__(self, max_workers: int, max_pending: int, name: str, timing: bool) -> None:
+    def __init__(
+        self, max_workers: int, max_pending: int, name: str, timing: bool, plain_submits: bool
+    ) -> None:
         self._max_workers: Final = max_workers
         self._max_pending: Final = max_pending
         self._name: Final = name
         self._timings: Final = TaskTimings() if timing else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = OPEN
+        # The loop on which ``submit`` may skip its checks: the bound loop while the pool
+        # is open, if it has neither max_pending nor timing and its submitted items have
+        # no options unless their call gives some (``plain_submits``); else a marker that
+        # is no loop. (One identity test instead of five per submitted item; see
+        # AsyncExecutor.submit.)
+        self._unchecked_loop: object = _NO_LOOP
+        self._may_skip_checks: Final = plain_submits and not max_pending and not timing
         self._submits: deque[AsyncFuture[Any]] = deque()  # the lane of submit()
         # The lanes that hold entries, in turn (deques, or calls that workers pull from).
         # A list: the worker reads ring[0] per item, which is far cheaper on a list than
@@ -177,6 +188,8 @@ class Pool:
             raise RuntimeError("AsyncExecutor must be used from a coroutine on a running loop")
         if self._loop is None:
             self._loop = loop
+            if self._may_skip_checks and self._state == OPEN:
+                self._unchecked_loop = loop
         elif self._loop is not loop:
             raise RuntimeError(
                 "this AsyncExecutor is bound to another event loop (the loop of its first "
@@ -332,6 +345,7 @@ class Pool:
         """Stop accepting work; with ``cancel_futures`` drop every entry not started."""
         if self._state == OPEN:
             self._state = CLOSING
+            self._unchecked_loop = _NO_LOOP
             self._room.wake_all()
         if cancel_futures:
             self._cancel_queued(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from ._future import FINISHED, AsyncFuture, ready
+from ._future import FINISHED, AsyncFuture
 from ._options import check_timeout
 
 __all__ = ["WaitStrategy", "as_completed", "wait"]
@@ -32,10 +32,9 @@ class WaitStrategy(str, Enum):
 
 def _unique_futures(futures: Iterable[AsyncFuture[_T]]) -> list[AsyncFuture[_T]]:
     unique = list(dict.fromkeys(futures))
-    for future in unique:
-        # (type() first: isinstance on an ABC subclass is the slower check)
-        if type(future) is not AsyncFuture and not isinstance(future, AsyncFuture):
-            raise TypeError(f"expected AsyncFuture objects, got {type(future).__name__}")
+    for kind in set(map(type, unique)):
+        if kind is not AsyncFuture and not issubclass(kind, AsyncFuture):
+            raise TypeError(f"expected AsyncFuture objects, got {kind.__name__}")
     return unique
 
 
@@ -77,13 +76,15 @@ class _AsCompleted(AsyncIterator[AsyncFuture[_T]]):
     def __aiter__(self) -> _AsCompleted[_T]:
         return self
 
-    def __anext__(self) -> Awaitable[AsyncFuture[_T]]:
+    async def __anext__(self) -> AsyncFuture[_T]:
         # The fast path of _AsCompletedState.next, inlined: a future has ended already.
         # (The deque holds futures only while the iteration is started and not closed.)
+        # A coroutine costs less than a method that returns an awaitable: one frame per
+        # future instead of two.
         ended = self._ended
         if ended:
-            return ready(ended.popleft())
-        return self._state.next()
+            return ended.popleft()
+        return await self._state.next()
 
     async def aclose(self) -> None:
         """Stop waiting: remove the listeners (the futures are left as they are)."""
@@ -109,7 +110,6 @@ class _AsCompletedState(Generic[_T]):
         self._started = True
         on_end = self._on_end
         ended = self._ended
-        remaining = 0
         for future in self._futures:
             if future._state >= FINISHED:
                 ended.append(future)
@@ -118,8 +118,7 @@ class _AsCompletedState(Generic[_T]):
                     future._listeners = on_end
                 else:
                     future._listen(on_end)
-                remaining += 1
-        self._remaining = remaining
+        self._remaining = len(self._futures) - len(ended)
         if self._timeout is not None and self._remaining:
             self._timer = loop.call_later(self._timeout, self._expire)
 

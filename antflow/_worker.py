@@ -18,7 +18,7 @@ from time import perf_counter
 from typing import Any, Final
 
 from ._compat import HAS_UNCANCEL, uncancel
-from ._future import FINISHED, ONE_ARG, PENDING, RUNNING
+from ._future import FINISHED, ONE_ARG, PENDING, RUNNING, LoopFuture
 from ._options import failure, run_with_options
 from ._pool import OPEN, Pool
 from ._slot import Slot, future_cancelled, future_failed
@@ -290,8 +290,21 @@ class WorkerPool(Pool):
                             item._state = FINISHED
                             item._result = result
                             item._fn = item._args = item._kwargs = item._runner = None
-                            if item._listeners is not None:
-                                item._ended()
+                            listeners = item._listeners
+                            if listeners is not None:
+                                # AsyncFuture._ended, inlined for one listener (one
+                                # callback of as_completed, wait, ..., or one waiter of
+                                # result()): a frame less per item.
+                                if callable(listeners):
+                                    item._listeners = None
+                                    listeners(item)
+                                elif type(listeners) is LoopFuture:
+                                    item._listeners = None
+                                    if not listeners.done():
+                                        listeners.set_result(True)
+                                else:
+                                    item._ended()
+                                listeners = None  # not kept while the next item runs
                         elif item._runner is task:
                             # Cancelled while it ran, but it swallowed the CancelledError.
                             uncancel(task)

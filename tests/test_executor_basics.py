@@ -17,7 +17,8 @@ import pytest
 import uvloop
 
 import antflow
-from antflow import AntFlowError, AsyncExecutor, ExecutorShutdownError
+from antflow import AntFlowError, AsyncExecutor, AsyncFuture, ExecutorShutdownError
+from antflow._future import ONE_ARG
 
 # -- construction and validation -----------------------------------------------------------
 
@@ -174,6 +175,33 @@ async def test_submit_calls_the_function_with_exactly_its_arguments(
         executor_wide = AsyncExecutor(propagate_context=True)  # options on every item
         async with executor_wide:
             assert await executor_wide.submit(echo, *args, **kwargs) == (args, kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "stored"),
+    [
+        ((7,), {}, (7, ONE_ARG)),
+        ((), {}, ((), None)),
+        ((1, 2), {}, ((1, 2), None)),
+        ((7,), {"k": 1}, ((7,), {"k": 1})),
+    ],
+)
+async def test_submit_fast_path_sets_every_field_that_the_initialiser_sets(
+    args: tuple[Any, ...], kwargs: dict[str, Any], stored: tuple[Any, Any]
+) -> None:
+    # submit inlines AsyncFuture.__init__: a field added to one and not the other fails.
+    async def task(*a: Any, **k: Any) -> None:
+        return None
+
+    async with AsyncExecutor() as executor:
+        fast = executor.submit(task, *args, **kwargs)
+        made = AsyncFuture(executor._pool, task, stored[0], stored[1], None)
+        fields = [name for name in AsyncFuture.__slots__ if name != "__weakref__"]
+        unset = object()
+        assert {name: getattr(fast, name, unset) for name in fields} == {
+            name: getattr(made, name, unset) for name in fields
+        }
+        await fast
 
 
 async def test_submit_passes_a_keyword_argument_named_fn_to_the_function() -> None:
