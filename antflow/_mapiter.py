@@ -2,21 +2,24 @@
 
 :class:`IterState` is the call (feeding, or letting workers pull, up to ``window`` inputs
 ahead of the consumer; see _calls for what it shares with ``map``), :class:`MapIterator`
-the thin async iterator the caller holds. A result at hand is handed over without a
-coroutine (``__anext__`` returns an awaitable that returns at once); the consumer sleeps
-on one raw loop future only when the result it needs next has not ended yet.
+the thin async iterator the caller holds. A result at hand is handed over by
+``__anext__`` itself, without a second coroutine; the consumer sleeps on one raw loop
+future only when the result it needs next has not ended yet.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from ._calls import MISSING, BaseCall
 
 __all__ = ["IterState", "MapIterator"]
 
 _T = TypeVar("_T")
+
+_NO_REFILL: Final = sys.maxsize  # the input has ended: no refill is ever due
 
 
 class MapIterator(AsyncIterator[_T]):
@@ -42,14 +45,10 @@ class MapIterator(AsyncIterator[_T]):
         state = self._state
         pos = state._head_pos
         result = state._results[pos]
-        if (
-            result is not MISSING
-            and state._open
-            and state._fast
-            and (state._exhausted or state._limit - state._head > state._refill_at)
-        ):
+        head = state._head
+        if result is not MISSING and head < state._fast_until:
             state._results[pos] = MISSING
-            state._head += 1
+            state._head = head + 1
             state._head_pos = pos + 1 if pos + 1 < state._window else 0
             return result  # type: ignore[no-any-return]
         return await state.next()
@@ -85,10 +84,14 @@ class IterState(BaseCall[_T]):
         self._failed: dict[int, BaseException] = {}  # by place in the ring
         self._finished = False
         self._refill_at = self._window // 2
-        # MapIterator.__anext__ hands a result at hand over without a coroutine when the
-        # call is open and needs no refill; a subclass that must see every result in
-        # next() turns this off.
+        # MapIterator.__anext__ hands a result at hand over itself, without next(), while
+        # the head is below _fast_until: while the call is open and needs no refill. next()
+        # sets it whenever it returns a result, _end sets it to 0; in between it may only
+        # be lower than the truth (the input may end, the limit may grow), which costs a
+        # call of next() and nothing else. A subclass that must see every result in next()
+        # turns _fast off.
         self._fast = True
+        self._fast_until = 0
         # Pulled, workers read inputs up to ``_limit``, which next() moves to the head plus
         # the window whenever half of it is free (a refill without reading anything).
         self._pull = self._can_pull and not self._is_async
@@ -121,6 +124,10 @@ class IterState(BaseCall[_T]):
                     self._results[pos] = MISSING
                     self._head = head + 1
                     self._head_pos = pos + 1 if pos + 1 < self._window else 0
+                    if self._fast and self._open:  # where MapIterator's fast path stops
+                        self._fast_until = (
+                            _NO_REFILL if self._exhausted else self._limit - self._refill_at
+                        )
                     return result  # type: ignore[no-any-return]
                 if pos in self._failed:
                     raise self._failed.pop(pos)
@@ -132,6 +139,10 @@ class IterState(BaseCall[_T]):
             self._end()
             await self._close_source()
             raise
+
+    def _end(self) -> None:
+        self._fast_until = 0  # every result goes through next() again
+        super()._end()
 
     async def close(self) -> None:
         if not self._finished:

@@ -160,6 +160,34 @@ async def test_map_iter_reads_a_generator_no_more_than_window_items_ahead_of_the
     assert max(ahead_when_read) < window
 
 
+async def test_map_iter_reads_ahead_again_before_the_consumer_drains_the_window() -> None:
+    # The refill is due once half the window is free, also while every result the
+    # consumer takes is already there: the workers never wait for an empty window.
+    window = 8
+    read = 0
+    ahead: list[int] = []
+
+    def inputs() -> Iterator[int]:
+        nonlocal read
+        for i in range(200):
+            read += 1
+            yield i
+
+    async def suspend(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    async with AsyncExecutor(max_workers=window) as executor:
+        taken = 0
+        async for result in executor.map_iter(suspend, inputs(), window=window):
+            assert result == taken
+            taken += 1
+            ahead.append(read - taken)
+            await asyncio.sleep(0)  # one loop turn per result
+    assert taken == 200
+    assert min(ahead[window : 200 - window]) > 0
+
+
 async def test_map_iter_over_an_endless_generator_stops_when_the_consumer_breaks() -> None:
     window = 4
     read = 0
