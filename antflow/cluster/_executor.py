@@ -78,25 +78,13 @@ class ClusterExecutor(ClientSide, BaseExecutor):
     Delivery is at least once: when a worker process dies, Dask runs its batches again
     elsewhere, so an item may run more than once (its future still ends exactly once).
 
-    What differs from a local executor, because items run in other processes:
-
-    - functions, arguments, results and exceptions are pickled (functions that cannot
-      be imported on the workers travel by value, with cloudpickle); a function or an
-      argument that cannot be pickled fails with a :class:`TypeError` naming it;
-    - ``submit(..., semaphore=...)`` is refused: an asyncio semaphore cannot limit other
-      processes;
-    - ``window`` counts batches, not items (default: twice the number of tasks the
-      cluster runs at once); ``batch_size`` fixes the items per batch (default: adaptive);
-    - ``map`` / ``map_iter`` results come back a batch at a time; a submitted item's
-      result comes back as soon as it ends (through a Dask event when its pickle is at
-      most 4 KB, with its batch otherwise);
-    - ``stats()``: ``pending`` items are still on the client, ``running`` ones were
-      handed to the cluster (queued there or running);
-    - Dask runs the batches on the worker's event loop: the embedded cluster's workers
-      run uvloop when it is installed; for workers started with ``dask worker`` set
-      ``DASK_DISTRIBUTED__ADMIN__EVENT_LOOP=uvloop`` in their environment;
-    - the embedded cluster starts its workers with ``spawn``, so a script that uses it
-      needs the usual ``if __name__ == "__main__":`` guard of multiprocessing.
+    Because items run in other processes, functions, arguments, results and exceptions
+    are pickled (a value that cannot be fails with a :class:`TypeError` naming it);
+    ``semaphore=`` is refused; ``window`` counts batches and ``batch_size`` fixes their
+    size; ``stats()`` counts items handed to the cluster as running; and a script that
+    starts the embedded cluster needs the ``if __name__ == "__main__":`` guard of
+    multiprocessing. docs/cluster.md ("What differs from AsyncExecutor") has the whole
+    list, with the event loop the workers run.
     """
 
     def __init__(
