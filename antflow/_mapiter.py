@@ -40,7 +40,7 @@ class MapIterator(AsyncIterator[_T]):
         return self
 
     async def __anext__(self) -> _T:
-        # The fast path of IterState.anext, inlined: this runs once per result. (A coroutine:
+        # The fast path of IterState.next, inlined: this runs once per result. (A coroutine:
         # one frame per result, where a method that returned an awaitable cost two.)
         state = self._state
         pos = state._head_pos
