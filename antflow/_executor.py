@@ -42,6 +42,10 @@ _T = TypeVar("_T")
 _new_object: Final = object.__new__
 
 _get_running_loop = asyncio._get_running_loop  # C-fast, and returns None outside a loop
+# submit's default ``retries``. Its paths test for this very object, not for a false value:
+# False, 0.0 or None must reach check_retries and be refused. (Any other int 0 is the same
+# object in CPython; where it is not, it only takes the checked path.)
+_NO_RETRIES: Final = 0
 
 
 def _default_max_workers() -> int:
@@ -179,7 +183,7 @@ class AsyncExecutor(BaseExecutor):
         pool = self._pool
         if (
             _get_running_loop() is pool._unchecked_loop  # bound, open, nothing to check
-            and not retries
+            and retries is _NO_RETRIES
             and semaphore is None
             and task_timeout is None
             and retry_delay == 0.1
@@ -236,7 +240,12 @@ class AsyncExecutor(BaseExecutor):
             pool.bind()
         pool.check_open()
         check_callable(fn)
-        if retries or semaphore is not None or task_timeout is not None or retry_delay != 0.1:
+        if (
+            retries is not _NO_RETRIES
+            or semaphore is not None
+            or task_timeout is not None
+            or retry_delay != 0.1
+        ):
             opts = self._options(retries, retry_delay, semaphore, task_timeout)
         else:
             opts = self._default_opts

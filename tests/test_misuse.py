@@ -183,6 +183,10 @@ BAD_CALL_OPTIONS = [
     pytest.param({"retries": -1}, ValueError, "retries", id="negative-retries"),
     pytest.param({"retries": 1.5}, TypeError, "retries", id="float-retries"),
     pytest.param({"retries": True}, TypeError, "retries", id="bool-retries"),
+    # Falsy but not an int: each must fail as loudly as a truthy one, not mean "no retries".
+    pytest.param({"retries": False}, TypeError, "retries", id="false-retries"),
+    pytest.param({"retries": 0.0}, TypeError, "retries", id="zero-float-retries"),
+    pytest.param({"retries": None}, TypeError, "retries", id="none-retries"),
     pytest.param({"retry_delay": -0.1}, ValueError, "retry_delay", id="negative-retry-delay"),
     pytest.param({"retry_delay": "1"}, TypeError, "retry_delay", id="str-retry-delay"),
     pytest.param({"task_timeout": 0}, ValueError, "task_timeout", id="zero-task-timeout"),
@@ -190,11 +194,17 @@ BAD_CALL_OPTIONS = [
 ]
 
 
+# submit has two paths (decisions.md 18): a fast one for an executor with nothing to check,
+# and a checked one (here, for an executor with max_pending). Both must refuse bad options.
+@pytest.mark.parametrize(
+    "executor_options",
+    [pytest.param({}, id="fast-path"), pytest.param({"max_pending": 10}, id="checked-path")],
+)
 @pytest.mark.parametrize(("options", "error", "name"), BAD_CALL_OPTIONS)
 async def test_a_bad_option_of_submit_raises_at_submit_naming_it(
-    options: dict[str, Any], error: type[Exception], name: str
+    options: dict[str, Any], error: type[Exception], name: str, executor_options: dict[str, Any]
 ) -> None:
-    async with AsyncExecutor(max_workers=2) as executor:
+    async with AsyncExecutor(max_workers=2, **executor_options) as executor:
         with pytest.raises(error, match=name):
             executor.submit(noop, **options)
         with pytest.raises(error, match=name):
