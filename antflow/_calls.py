@@ -161,10 +161,12 @@ class BaseCall(Generic[_T]):
         pool = self._pool
         self._loop = loop = pool.bind()
         pool.check_open()
+        if self._timeout is not None:
+            # Armed before the call is registered: if the loop refuses the delay, no call
+            # is left behind for shutdown to wait for.
+            self._timer = loop.call_later(self._timeout, self._expire)
         pool._calls.add(self)
         self._began = self._open = True
-        if self._timeout is not None:
-            self._timer = loop.call_later(self._timeout, self._expire)
         return loop
 
     def _end(self) -> None:

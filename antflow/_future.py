@@ -22,6 +22,8 @@ from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any, Final, Generic, Protocol, TypeVar
 
+from ._options import check_result_timeout
+
 __all__ = [
     "CANCELLED",
     "FINISHED",
@@ -200,12 +202,14 @@ class AsyncFuture(Generic[_T]):
         """
         # This and __await__ mirror each other, each in one frame: the wait is inlined
         # (no inner coroutine), because every ``await future.result()`` runs it.
+        if timeout is not None:
+            check_result_timeout(timeout)  # even if the task has ended: a clear error
         if self._state < FINISHED:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[bool] = loop.create_future()
+            handle = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
             listener = waiter if type(waiter) is LoopFuture else partial(_resolve, waiter)
             self._listen(listener)
-            handle = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
             try:
                 ended = await waiter
             finally:

@@ -24,6 +24,7 @@ __all__ = [
     "check_map_args",
     "check_non_negative",
     "check_positive",
+    "check_result_timeout",
     "check_retries",
     "check_timeout",
     "check_window",
@@ -42,8 +43,8 @@ _T = TypeVar("_T")
 def check_non_negative(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
+    if not value >= 0:  # NaN too: the loops disagree on what a NaN delay means
+        raise ValueError(f"{name} must not be negative or NaN, got {value!r}")
 
 
 def check_positive(name: str, value: object) -> None:
@@ -58,8 +59,17 @@ def check_timeout(timeout: object) -> None:
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout must be a number or None, got {type(timeout).__name__}")
-        if timeout < 0:
-            raise ValueError(f"timeout must not be negative, got {timeout!r}")
+        if not timeout >= 0:  # NaN too (see check_non_negative)
+            raise ValueError(f"timeout must not be negative or NaN, got {timeout!r}")
+
+
+def check_result_timeout(timeout: object) -> None:
+    """``result(timeout)``: a number of seconds; as in concurrent.futures, one at or below
+    zero means "do not wait" (decisions.md 5), so only NaN is a bad value."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number or None, got {type(timeout).__name__}")
+    if timeout != timeout:
+        raise ValueError(f"timeout must not be NaN, got {timeout!r}")
 
 
 def check_callable(fn: object) -> None:

@@ -320,6 +320,58 @@ async def test_a_negative_timeout_of_wait_or_as_completed_raises_value_error() -
             executor.as_completed([future], timeout=-1)
 
 
+NAN = float("nan")
+
+# Every place that takes seconds, given NaN. The loops disagree on a NaN delay (uvloop
+# raises from call_later, asyncio schedules a timer that fires at once or never), so each
+# call refuses it before anything is scheduled.
+NAN_CALLS = [
+    pytest.param(lambda ex, f: ex.map(noop, range(3), timeout=NAN), id="map-timeout"),
+    pytest.param(lambda ex, f: ex.map_iter(noop, range(3), timeout=NAN), id="map_iter-timeout"),
+    pytest.param(lambda ex, f: ex.wait([f], timeout=NAN), id="wait-timeout"),
+    pytest.param(lambda ex, f: ex.as_completed([f], timeout=NAN), id="as_completed-timeout"),
+    pytest.param(lambda ex, f: f.result(timeout=NAN), id="result-timeout"),
+    pytest.param(lambda ex, f: ex.submit(noop, retries=1, retry_delay=NAN), id="retry_delay"),
+    pytest.param(lambda ex, f: ex.submit(noop, task_timeout=NAN), id="task_timeout"),
+    pytest.param(lambda ex, f: ex.shutdown(timeout=NAN), id="shutdown-timeout"),
+]
+
+
+@pytest.mark.parametrize("call", NAN_CALLS)
+async def test_a_nan_number_of_seconds_is_refused_at_the_call_and_leaves_nothing_behind(
+    call: Callable[[AsyncExecutor, Any], Any],
+) -> None:
+    executor = AsyncExecutor(max_workers=2)
+    gate = asyncio.Event()
+
+    async def held() -> str:
+        await gate.wait()
+        return "held"
+
+    pending = executor.submit(held)
+    with pytest.raises(ValueError, match=r"(?i)nan"):
+        made = call(executor, pending)
+        if asyncio.iscoroutine(made):
+            await made
+    gate.set()
+    assert await asyncio.wait_for(pending.result(), SAFETY_SECONDS) == "held"
+    # Nothing of the refused call is left for shutdown to wait for.
+    await asyncio.wait_for(executor.shutdown(), SAFETY_SECONDS)
+    assert executor.stats().submitted == 1
+
+
+async def test_a_timeout_of_result_that_is_no_number_raises_type_error_even_once_ended() -> None:
+    async with AsyncExecutor(max_workers=2) as executor:
+        future = executor.submit(noop)
+        with pytest.raises(TypeError, match="timeout"):
+            await future.result(timeout="1")  # type: ignore[arg-type]
+        assert await future.result() == "done"
+        with pytest.raises(TypeError, match="timeout"):
+            await future.result(timeout="1")  # type: ignore[arg-type]
+        # As in concurrent.futures, a timeout at or below zero means "do not wait".
+        assert await future.result(timeout=-1) == "done"
+
+
 async def test_waiting_on_something_other_than_async_futures_raises_type_error() -> None:
     loop = asyncio.get_running_loop()
     alien = loop.create_future()
