@@ -439,6 +439,13 @@ class AsyncExecutor(BaseExecutor):
             if not wait:
                 raise ValueError("shutdown(timeout=...) bounds the wait: it needs wait=True")
         pool = self._pool
+        if wait and pool.runs(asyncio.current_task()):
+            # As concurrent.futures' pools refuse to join their own thread.
+            raise RuntimeError(
+                "shutdown(wait=True) was called from an item of this executor, so it would "
+                "wait for itself forever; call shutdown(wait=False) there (with "
+                "cancel_futures=True to drop what is queued)"
+            )
         pool.close(cancel_futures)
         if not wait:
             return

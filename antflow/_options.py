@@ -19,6 +19,7 @@ from ._ratelimit import RateLimiter
 from ._retry import call_with_retries
 
 __all__ = [
+    "ITEM_TASK",
     "Options",
     "check_callable",
     "check_map_args",
@@ -35,6 +36,11 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+# In the context of an item's own Task (run_with_options): [that Task, its worker]. It is
+# how shutdown() tells that it was called from an item of its own executor (Pool.runs).
+# A list, filled once the Task exists: on 3.10 the Task runs in a copy of the context.
+ITEM_TASK: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("antflow_item_task")
 
 
 # -- checks: a clear error at the call that made the mistake ------------------------------
@@ -171,9 +177,12 @@ async def run_with_options(
     assert worker is not None
     loop = asyncio.get_running_loop()
     context = context.copy()  # one call's items must not share one context
+    mark = [None, worker]
+    context.run(ITEM_TASK.set, mark)
     inner = create_task(
         loop, _attempts(fn, args, kwargs, opts, on_retry), f"{worker.get_name()}-item", context
     )
+    mark[0] = inner
     holder._runner = inner
     try:
         return await inner

@@ -36,7 +36,7 @@ from typing import Any, Final, Protocol
 from ._compat import create_task
 from ._errors import ExecutorShutdownError
 from ._future import PENDING, AsyncFuture
-from ._options import Options
+from ._options import ITEM_TASK, Options
 from ._room import Room
 from ._slot import Slot
 from ._stats import ExecutorStats
@@ -271,6 +271,14 @@ class Pool:
         task.add_done_callback(_retrieve)
         self._workers.add(task)
         self._full = len(self._workers) >= self._max_workers
+
+    def runs(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether ``task`` runs an item of this pool: a worker, or an item's own Task
+        (one with a context; not a Task that an item started, see ITEM_TASK)."""
+        if task in self._workers:
+            return True
+        mark = ITEM_TASK.get(None)
+        return mark is not None and mark[0] is task and mark[1] in self._workers
 
     def _worker_exited(self, task: asyncio.Task[None], replace: bool) -> None:
         self._workers.discard(task)

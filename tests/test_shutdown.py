@@ -297,3 +297,77 @@ async def test_shutdown_runs_queued_work_even_after_its_workers_were_cancelled_f
     await asyncio.wait_for(executor.shutdown(wait=True), timeout=5)
     assert [f.cancelled() for f in futures[:2]] == [True, True]
     assert [await f for f in futures[2:]] == [2, 3, 4, 5]
+
+
+# -- shutdown called from an item of the executor itself ------------------------------------
+
+# concurrent.futures' pools refuse to join their own thread. An item that awaits
+# shutdown(wait=True) would wait for itself forever: it gets RuntimeError instead, and the
+# executor is left as it was.
+SELF_SHUTDOWN = [
+    pytest.param(False, id="in-the-worker"),
+    pytest.param(True, id="in-its-own-task"),  # propagate_context: a Task per item
+]
+
+
+@pytest.mark.parametrize("own_task", SELF_SHUTDOWN)
+async def test_an_item_that_waits_for_its_own_executors_shutdown_gets_runtime_error(
+    own_task: bool,
+) -> None:
+    executor = AsyncExecutor(max_workers=2, propagate_context=own_task)
+
+    async def shut(x: int) -> int:
+        if x == 1:
+            await executor.shutdown()
+        return x
+
+    async def drain_in_async_with() -> None:
+        async with executor:
+            pass
+
+    future = executor.submit(shut, 1)
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        await asyncio.wait_for(future.result(), 10)
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        await asyncio.wait_for(executor.map(shut, range(3)), 10)
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        await asyncio.wait_for(executor.submit(drain_in_async_with).result(), 10)
+    # Nothing was closed: the executor takes work, and shuts down from outside.
+    assert await executor.submit(shut, 5).result() == 5
+    await asyncio.wait_for(executor.shutdown(), 10)
+    with pytest.raises(ExecutorShutdownError):
+        executor.submit(shut, 0)
+
+
+@pytest.mark.parametrize("own_task", SELF_SHUTDOWN)
+async def test_an_item_may_shut_its_executor_down_without_waiting(own_task: bool) -> None:
+    executor = AsyncExecutor(max_workers=1, propagate_context=own_task)
+    recorder = Recorder()
+
+    async def stop() -> str:
+        await executor.shutdown(wait=False)
+        return "stopped"
+
+    first = executor.submit(stop)
+    queued = executor.submit(recorder, "queued")  # accepted before the shutdown: it runs
+    assert await asyncio.wait_for(first.result(), 10) == "stopped"
+    with pytest.raises(ExecutorShutdownError):
+        executor.submit(recorder, "late")
+    assert await asyncio.wait_for(queued.result(), 10) == "queued"
+    await asyncio.wait_for(executor.shutdown(), 10)
+    assert recorder.finished == ["queued"]
+
+
+async def test_a_task_that_an_item_started_may_wait_for_the_shutdown() -> None:
+    # Not an item itself: it waits for the pool, the item that started it included.
+    executor = AsyncExecutor(max_workers=2, propagate_context=True)
+    waiting: list[asyncio.Task[None]] = []
+
+    async def start_waiter() -> str:
+        waiting.append(asyncio.ensure_future(executor.shutdown()))
+        return "started"
+
+    assert await executor.submit(start_waiter).result() == "started"
+    await asyncio.wait_for(waiting[0], 10)  # returned: no RuntimeError, no deadlock
+    with pytest.raises(ExecutorShutdownError):
+        executor.submit(start_waiter)
