@@ -89,13 +89,6 @@ class Call(Protocol):
     def abort(self, error: BaseException) -> None: ...
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark what ended a worker as seen: KeyboardInterrupt / SystemExit reach the loop
-    already (and the item's future holds them), so a "never retrieved" log adds nothing."""
-    if not task.cancelled():
-        task.exception()
-
-
 class Pool:
     """Run queued entries on at most ``max_workers`` worker coroutines of one loop.
 
@@ -268,7 +261,7 @@ class Pool:
         # A worker parked in an executor that the program dropped without shutdown() is
         # collected with it; that is no error worth a log line (nothing was lost).
         task._log_destroy_pending = False  # type: ignore[attr-defined]
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(self._worker_done)
         self._workers.add(task)
         self._full = len(self._workers) >= self._max_workers
 
@@ -279,6 +272,18 @@ class Pool:
             return True
         mark = ITEM_TASK.get(None)
         return mark is not None and mark[0] is task and mark[1] in self._workers
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        """A worker Task has ended. Mark what ended it as seen: KeyboardInterrupt /
+        SystemExit reach the loop already (and the item's future holds them), so a "never
+        retrieved" log adds nothing. A worker cancelled before its first step (a drain's
+        deadline in the iteration that started it) never ran _work, nor its ``finally``:
+        let it go here, or the pool would wait for it forever."""
+        if not task.cancelled():
+            task.exception()
+        if task in self._workers:
+            self._waking -= 1  # (it never looked at the queue)
+            self._worker_exited(task, False)
 
     def _worker_exited(self, task: asyncio.Task[None], replace: bool) -> None:
         self._workers.discard(task)

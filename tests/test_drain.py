@@ -100,3 +100,25 @@ async def test_shutdown_returns_after_a_cancelled_item_has_unwound_its_clean_up(
     assert finished.is_set()  # shutdown returned after the item had unwound
     assert future.cancelled()
     assert executor._pool._workers == set()
+
+
+async def test_a_drain_whose_deadline_cancels_a_worker_that_never_ran_still_returns() -> None:
+    # With timeout=0 the deadline runs in the next loop iteration, right after a woken
+    # worker has started another for the second item: that Task is cancelled before its
+    # first step, so it never runs the worker's own clean-up. The pool lets it go anyway.
+    executor = AsyncExecutor(max_workers=2)
+    await executor.submit(asyncio.sleep, 0)  # one worker, parked
+    first = executor.submit(forever)
+    second = executor.submit(forever)
+    # A watchdog rather than wait_for, which on 3.10 / 3.11 would start the shutdown an
+    # iteration later, past the moment under test.
+    me = asyncio.current_task()
+    assert me is not None
+    watchdog = asyncio.get_running_loop().call_later(10, me.cancel)
+    try:
+        await executor.shutdown(wait=True, timeout=0)
+    finally:
+        watchdog.cancel()
+    assert first.cancelled() and second.cancelled()
+    assert executor._pool._workers == set()
+    assert executor._pool._waking == 0
