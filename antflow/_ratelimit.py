@@ -44,7 +44,7 @@ class RateLimiter:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._pass_turn()  # the turn was ours: hand it on
-                else:
+                elif waiter in self._waiters:  # (_pass_turn drops cancelled waiters itself)
                     self._waiters.remove(waiter)
                 raise
         self._busy = True

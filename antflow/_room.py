@@ -41,7 +41,7 @@ class Room:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self.wake_one()  # a wake-up this waiter cannot use goes to the next one
-                else:
+                elif waiter in self.waiters:  # (wake_one drops cancelled waiters itself)
                     self.waiters.remove(waiter)
                 raise
 

@@ -274,6 +274,24 @@ async def test_an_asubmit_cancelled_just_after_it_got_room_passes_the_room_on() 
         assert first.cancelled()
 
 
+async def test_an_asubmit_cancelled_as_room_is_freed_ends_cancelled_and_the_room_goes_on() -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        queued = executor.submit(echo, "queued")  # the queue is full
+        first = asyncio.create_task(executor.asubmit(echo, "first"))
+        second = asyncio.create_task(executor.asubmit(echo, "second"))
+        await yield_to_the_loop()
+        # In one iteration: the first caller gives up, then room is freed. The room
+        # passes over the first (cancelled) waiter to the second, before the first runs.
+        first.cancel()
+        assert queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        future = await asyncio.wait_for(second, GENEROUS)
+        gate.open()
+        assert await future.result(timeout=GENEROUS) == "second"
+
+
 async def test_asubmit_raises_executor_shutdown_error_when_shutdown_happens_while_it_waits() -> (
     None
 ):

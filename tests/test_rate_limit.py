@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import pytest
 
 from antflow import AsyncExecutor
+from antflow._ratelimit import RateLimiter
 
 GENEROUS = 30.0
 
@@ -140,6 +141,27 @@ async def test_a_task_cancelled_while_waiting_for_its_turn_never_calls_its_funct
         assert waiting.cancel()
         assert await last.result(timeout=GENEROUS) == 2
     assert calls == [0, 2]
+
+
+async def test_a_waiter_cancelled_as_the_turn_passes_over_it_ends_cancelled() -> None:
+    # Three waiting starts: the first holds the turn (sleeping out the gap), the second and
+    # third wait for it. In one iteration the first and then the second are cancelled: the
+    # first, unwinding, passes the turn over the second (cancelled already) to the third,
+    # before the second runs. The second must end cancelled, not with a ValueError.
+    limiter = RateLimiter(rate=2)
+    await limiter.acquire()  # the first start of all is not held back
+    holder = asyncio.create_task(limiter.acquire())  # waits out about 1/2 s
+    second = asyncio.create_task(limiter.acquire())
+    third = asyncio.create_task(limiter.acquire())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not (holder.done() or second.done() or third.done())
+    holder.cancel()
+    second.cancel()
+    for task in (holder, second):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await asyncio.wait_for(third, GENEROUS)  # it got the turn
 
 
 async def test_a_limit_below_one_per_second_holds_the_next_start_past_one_second() -> None:
