@@ -260,6 +260,8 @@ class BaseCall(Generic[_T]):
             except StopAsyncIteration:
                 self._exhausted = True
                 return
+            if not self._open:
+                return  # the call ended while its input was awaited: queue nothing more
             index = self._count
             self._lane.append((self, index % self._places if self._places else index, args))
             self._fed(1)

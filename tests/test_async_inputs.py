@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from antflow import AsyncExecutor
+from antflow import AsyncExecutor, ExecutorShutdownError
 
 
 async def double(x: int) -> int:
@@ -220,3 +220,71 @@ async def test_cancelling_a_map_over_an_async_input_cancels_its_items() -> None:
             await call
         stats = executor.stats()
         assert (stats.running, stats.pending) == (0, 0)
+
+
+# -- a call that ends while its caller awaits the async input ---------------------------------
+
+# How a call can end while its caller is in the input's __anext__. (An item's failure ends
+# a map call at once; a map_iter call fails in order, when its consumer reaches the item.)
+ENDINGS = [
+    pytest.param("map", "an-item-fails", id="map-an-item-fails"),
+    pytest.param("map", "timeout", id="map-timeout"),
+    pytest.param("map", "shutdown-cancel-futures", id="map-shutdown-cancel-futures"),
+    pytest.param("map_iter", "timeout", id="map_iter-timeout"),
+    pytest.param("map_iter", "shutdown-cancel-futures", id="map_iter-shutdown-cancel-futures"),
+]
+
+
+@pytest.mark.parametrize(("kind", "ending"), ENDINGS)
+async def test_a_call_that_ends_while_its_async_input_is_awaited_queues_nothing_more(
+    kind: str, ending: str
+) -> None:
+    # The input hands over item 0, then keeps the caller waiting until the call has ended
+    # (item 0 ends cancelled, or fails). What the input yields after that must not be
+    # queued, let alone started.
+    executor = AsyncExecutor(max_workers=4)
+    ended = asyncio.Event()
+    started: list[int] = []
+
+    async def item(x: int) -> int:
+        started.append(x)
+        if x == 0:
+            if ending == "an-item-fails":
+                ended.set()
+                raise ValueError("item 0 failed")
+            try:
+                await asyncio.Event().wait()  # until the call's end cancels it
+            finally:
+                ended.set()
+        return x
+
+    async def source() -> AsyncIterator[int]:
+        yield 0
+        await ended.wait()
+        for i in range(1, 6):
+            yield i
+
+    timeout = 0.05 if ending == "timeout" else None
+
+    async def call() -> list[int]:
+        if kind == "map":
+            return await executor.map(item, source(), timeout=timeout)
+        return [r async for r in executor.map_iter(item, source(), timeout=timeout)]
+
+    caller = asyncio.create_task(call())
+    if ending == "shutdown-cancel-futures":
+        while not started:
+            await asyncio.sleep(0)
+        await asyncio.wait_for(executor.shutdown(wait=True, cancel_futures=True), 10)
+    expected = {
+        "an-item-fails": ValueError,
+        "timeout": asyncio.TimeoutError,
+        "shutdown-cancel-futures": ExecutorShutdownError,
+    }[ending]
+    with pytest.raises(expected):
+        await asyncio.wait_for(caller, 10)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert started == [0]
+    assert executor.stats().submitted == 1
+    await asyncio.wait_for(executor.shutdown(), 10)
