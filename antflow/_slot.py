@@ -67,13 +67,22 @@ class Slot:
         counts._cancelled += 1
         call._item_failed(self.pos, asyncio.CancelledError())
 
-    def failed(self, exc: BaseException, counts: Counters) -> None:
+    def failed(self, task: asyncio.Task[Any], exc: BaseException, counts: Counters) -> None:
+        """An exception came out of this slot's item (``task`` is the worker)."""
         call = self.call
         if call is not None:
             self.call = None
             call._lost += 1
             counts._failed += 1
             call._item_failed(self.pos, exc)
+        elif self.cancelled is not None:
+            # Its call ended and cancelled it (counted as cancelled then), and it answered
+            # with another exception: take back the cancel, or the worker would keep it
+            # and take a later item's CancelledError or timeout for it.
+            cancelled = self.cancelled
+            self.cancelled = None
+            if cancelled is task:
+                uncancel(task)
 
 
 def future_cancelled(item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:
@@ -91,7 +100,14 @@ def future_cancelled(item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:
     return not outside
 
 
-def future_failed(item: AsyncFuture[Any], exc: BaseException, counts: Counters) -> None:
+def future_failed(
+    item: AsyncFuture[Any], task: asyncio.Task[Any], exc: BaseException, counts: Counters
+) -> None:
+    """An exception came out of a future's item (``task`` is the worker)."""
     if item._state == RUNNING:
         counts._failed += 1
         item._set_exception(exc)
+    elif item._state == CANCELLED and item._runner is task:
+        # Cancelled while it ran (its future is cancelled already), and it answered with
+        # another exception: take back the cancel sent to the worker (see Slot.failed).
+        uncancel(task)

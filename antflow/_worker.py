@@ -139,11 +139,11 @@ class WorkerPool(Pool):
                                         raise
                                 except (KeyboardInterrupt, SystemExit) as exc:
                                     slot.pos = pos
-                                    slot.failed(exc, self)
+                                    slot.failed(task, exc, self)
                                     raise
                                 except BaseException as exc:
                                     slot.pos = pos
-                                    slot.failed(failure(exc, fn, coro), self)
+                                    slot.failed(task, failure(exc, fn, coro), self)
                                 else:
                                     if slot.call is call:
                                         try:
@@ -224,10 +224,10 @@ class WorkerPool(Pool):
                             replace = not HAS_UNCANCEL
                             raise
                     except (KeyboardInterrupt, SystemExit) as exc:
-                        slot.failed(exc, self)
+                        slot.failed(task, exc, self)
                         raise
                     except BaseException as exc:
-                        slot.failed(failure(exc, call._fn, coro), self)
+                        slot.failed(task, failure(exc, call._fn, coro), self)
                         coro = None
                     else:
                         if slot.call is call:
@@ -279,10 +279,10 @@ class WorkerPool(Pool):
                             replace = not HAS_UNCANCEL
                             raise
                     except (KeyboardInterrupt, SystemExit) as exc:
-                        future_failed(item, exc, self)
+                        future_failed(item, task, exc, self)
                         raise
                     except BaseException as exc:
-                        future_failed(item, failure(exc, item._fn, coro), self)
+                        future_failed(item, task, failure(exc, item._fn, coro), self)
                         coro = None
                     else:
                         if item._state == RUNNING:
@@ -400,11 +400,11 @@ class WorkerPool(Pool):
                         raise
                 except (KeyboardInterrupt, SystemExit) as exc:
                     slot.pos = pos
-                    slot.failed(exc, self)
+                    slot.failed(task, exc, self)
                     raise
                 except BaseException as exc:
                     slot.pos = pos
-                    slot.failed(failure(exc, fn, coro), self)
+                    slot.failed(task, failure(exc, fn, coro), self)
                     coro = None
                 else:
                     if slot.call is call:

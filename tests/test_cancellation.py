@@ -662,3 +662,60 @@ async def test_cancelling_the_caller_of_shutdown_cancels_none_of_the_work() -> N
     assert [await f for f in futures] == [0, 1, 2]
     assert list(executor._pool._idle) == []
     assert executor._pool._workers == set()
+
+
+# -- an item that answers its cancel with another exception ---------------------------------
+
+CANCEL_WAYS = [
+    pytest.param("map-deadline", id="its-map-call-times-out"),
+    pytest.param("map_iter-deadline", id="its-map_iter-call-times-out"),
+    pytest.param("future-cancel", id="its-future-is-cancelled"),
+]
+
+
+@pytest.mark.parametrize("options", EXECUTOR_OPTIONS)
+@pytest.mark.parametrize("way", CANCEL_WAYS)
+async def test_an_item_whose_clean_up_raises_on_cancel_leaves_its_worker_as_it_was(
+    way: str, options: dict[str, Any]
+) -> None:
+    # The item is cancelled, and its clean-up raises another exception. Later items on
+    # the same (only) worker must see no cancel that was not meant for them.
+    entered = asyncio.Event()
+
+    async def clean_up_raises(x: int) -> int:
+        entered.set()
+        try:
+            await asyncio.sleep(SAFETY_TIMEOUT)
+        except asyncio.CancelledError:
+            raise RuntimeError("the clean-up failed") from None
+        return x
+
+    async def cancelled_inside(x: int) -> int:
+        await asyncio.sleep(0)
+        if x == 1:
+            raise asyncio.CancelledError  # it awaited something that was cancelled
+        return x
+
+    async def overruns() -> None:
+        await asyncio.sleep(SAFETY_TIMEOUT)
+
+    async with AsyncExecutor(max_workers=1, **options) as executor:
+        if way == "map-deadline":
+            with pytest.raises(asyncio.TimeoutError):
+                await executor.map(clean_up_raises, [0], timeout=0.02)
+        elif way == "map_iter-deadline":
+            with pytest.raises(asyncio.TimeoutError):
+                async for _ in executor.map_iter(clean_up_raises, [0], timeout=0.02):
+                    pass
+        else:
+            future = executor.submit(clean_up_raises, 0)
+            await asyncio.wait_for(entered.wait(), SAFETY_TIMEOUT)
+            assert future.cancel()
+        # A task_timeout that runs out fails its item with TimeoutError, not a cancel.
+        late = executor.submit(overruns, task_timeout=0.02)
+        with pytest.raises(asyncio.TimeoutError, match="task_timeout"):
+            await asyncio.wait_for(late.result(), SAFETY_TIMEOUT)
+        # An item's own CancelledError ends its map call, as on a fresh worker.
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(executor.map(cancelled_inside, range(3)), SAFETY_TIMEOUT)
+        assert await executor.submit(asyncio.sleep, 0, "ok").result() == "ok"
