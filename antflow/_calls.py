@@ -120,6 +120,7 @@ class BaseCall(Generic[_T]):
         self._began = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # see _begin
         self._open = False  # between _begin and _end: the executor runs its items
+        self._room_waiter: asyncio.Future[None] | None = None  # see Room.wait
 
     def __repr__(self) -> str:
         return (
@@ -177,6 +178,9 @@ class BaseCall(Generic[_T]):
         if self._timer is not None:
             self._timer.cancel()
         self._pool.end_call(self)
+        if self._room_waiter is not None:
+            # Its caller waits for room to queue more: it has none to queue now.
+            self._pool._room.release(self._room_waiter)
 
     def abort(self, error: BaseException) -> None:
         """Stop this call now; its caller gets ``error`` at its next step."""
@@ -219,12 +223,14 @@ class BaseCall(Generic[_T]):
         waits for input or for room) is kept in ``_error`` rather than raised, so that
         the items queued so far are accounted for before the caller raises it.
         """
+        if room <= 0:
+            return  # the window is full: wait for results, not for room in the queue
         pool = self._pool
+        max_pending = pool._max_pending
         try:
-            max_pending = pool._max_pending
             if max_pending:
                 if pool.pending >= max_pending:
-                    await pool.wait_for_room(accepted=True)
+                    await pool.wait_for_room(self)
                     if self._error is not None or self._timed_out:
                         return
                 room = min(room, max_pending - pool.pending)
@@ -236,6 +242,13 @@ class BaseCall(Generic[_T]):
             self._exhausted = True
             if self._error is None:
                 self._error = exc
+        finally:
+            if max_pending and pool._room_waiters and pool.pending < max_pending:
+                # The room woke this caller for a free place, one per item taken from
+                # the queue. If it filled fewer (its input or the call ended, or its
+                # window was full), the places left go on to the next waiters.
+                for _ in range(min(max_pending - pool.pending, len(pool._room_waiters))):
+                    pool._room.wake_one()
 
     def _fill_sync(self, room: int) -> None:
         # No await here: the counters are settled once, after the loop.

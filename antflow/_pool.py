@@ -74,6 +74,8 @@ class Call(Protocol):
     _ready_at: float  # with timing on: since when the call's next item waits for a worker
     _pull: bool  # workers read its input (it stands in the ring); else it queues entries
     _lost: int  # items that failed or were cancelled
+    _open: bool  # between the call's start and its end
+    _room_waiter: asyncio.Future[None] | None  # see Room.wait
 
     def counts(self) -> tuple[int, int]: ...
 
@@ -202,19 +204,22 @@ class Pool:
     def check_room(self) -> None:
         self._room.check(self.pending)
 
-    async def wait_for_room(self, accepted: bool = False) -> None:
+    async def wait_for_room(self, call: Call | None = None) -> None:
         """Wait until fewer than ``max_pending`` items are queued.
 
-        ``accepted`` work (a map call in progress) may go on after shutdown; new work
-        (``asubmit``) raises ExecutorShutdownError instead.
+        A ``call`` in progress (accepted work) may go on after shutdown, and stops waiting
+        when it ends (``BaseCall._end``); new work (``asubmit``) raises
+        ExecutorShutdownError instead.
         """
         limit = self._max_pending
-        await self._room.wait(
-            self.bind(),
-            lambda: self.pending >= limit and (accepted or self._state == OPEN),
-        )
-        if not accepted:
-            self.check_open()
+        if call is None:
+            await self._room.wait(
+                self.bind(), lambda: self.pending >= limit and self._state == OPEN
+            )
+        else:
+            await self._room.wait(self.bind(), lambda: self.pending >= limit and call._open, call)
+            return
+        self.check_open()
 
     def _future_cancelled(self, future: AsyncFuture[Any], queued: bool) -> None:
         # (FutureOwner) A queued future stays in the queue, dead, until a worker skips it.

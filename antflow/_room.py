@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Room"]
 
@@ -31,11 +32,18 @@ class Room:
                 "use 'await executor.asubmit(...)' to wait for room"
             )
 
-    async def wait(self, loop: asyncio.AbstractEventLoop, full: Callable[[], bool]) -> None:
-        """Wait until ``full()`` is false, waking once per item taken from the queue."""
+    async def wait(
+        self, loop: asyncio.AbstractEventLoop, full: Callable[[], bool], holder: Any = None
+    ) -> None:
+        """Wait until ``full()`` is false, waking once per item taken from the queue.
+
+        A ``holder`` (a map call) keeps the waiter in ``holder._room_waiter`` while it
+        waits, so that it can stop waiting when it ends (``release``)."""
         while full():
             waiter: asyncio.Future[None] = loop.create_future()
             self.waiters.append(waiter)
+            if holder is not None:
+                holder._room_waiter = waiter
             try:
                 await waiter
             except BaseException:
@@ -44,6 +52,16 @@ class Room:
                 elif waiter in self.waiters:  # (wake_one drops cancelled waiters itself)
                     self.waiters.remove(waiter)
                 raise
+            finally:
+                if holder is not None:
+                    holder._room_waiter = None
+
+    def release(self, waiter: asyncio.Future[None]) -> None:
+        """Let one waiter go without a place (its call has ended): it takes no wake-up."""
+        if waiter in self.waiters:
+            self.waiters.remove(waiter)
+            if not waiter.done():
+                waiter.set_result(None)
 
     def wake_one(self) -> None:
         """An item left the queue: let one waiter go on."""

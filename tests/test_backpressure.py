@@ -318,6 +318,62 @@ async def test_asubmit_without_max_pending_never_waits() -> None:
 # -- map and map_iter -------------------------------------------------------------------
 
 
+async def agen(values: list[int]) -> AsyncIterator[int]:
+    for value in values:
+        yield value
+
+
+async def test_room_that_a_woken_call_does_not_fill_goes_on_to_the_next_waiter() -> None:
+    # Two calls over async inputs wait for room. The one woken first has nothing left to
+    # queue (its input is empty): the place must go on to the other, not be lost.
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        executor.submit(echo, "queued")  # the queue is full
+        empty = asyncio.create_task(executor.map(echo, agen([])))
+        other = asyncio.create_task(executor.map(echo, agen([1, 2])))
+        await yield_to_the_loop()
+        assert len(executor._pool._room_waiters) == 2
+        gate.open()
+        assert await asyncio.wait_for(empty, GENEROUS) == []
+        assert await asyncio.wait_for(other, GENEROUS) == [1, 2]
+
+
+# How a call can end while its caller waits for room in the queue.
+ROOM_ENDINGS = [
+    pytest.param("timeout", asyncio.TimeoutError, id="its-deadline-passes"),
+    pytest.param("shutdown", ExecutorShutdownError, id="shutdown-cancel-futures"),
+]
+
+
+@pytest.mark.parametrize(("ending", "error"), ROOM_ENDINGS)
+@pytest.mark.parametrize("kind", ["map", "map_iter"])
+async def test_a_call_that_ends_while_it_waits_for_room_raises_at_once(
+    kind: str, ending: str, error: type[BaseException]
+) -> None:
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()  # held until the end of the test: room never comes
+        queued = executor.submit(echo, "queued")
+        timeout = 0.05 if ending == "timeout" else None
+
+        async def call() -> list[int]:
+            if kind == "map":
+                return await executor.map(echo, agen([1, 2]), timeout=timeout)
+            return [r async for r in executor.map_iter(echo, agen([1, 2]), timeout=timeout)]
+
+        caller = asyncio.create_task(call())
+        await yield_to_the_loop()
+        assert len(executor._pool._room_waiters) == 1
+        if ending == "shutdown":
+            await executor.shutdown(wait=False, cancel_futures=True)
+        # (Not wait_for: its own TimeoutError would pass for the call's.)
+        await asyncio.wait([caller], timeout=GENEROUS)
+        assert caller.done(), "the call went on waiting for room after it had ended"
+        with pytest.raises(error):
+            caller.result()
+        assert not executor._pool._room_waiters
+        assert queued.cancelled() == (ending == "shutdown")
+
+
 async def test_map_waits_for_room_instead_of_raising_queue_full() -> None:
     async with AsyncExecutor(max_workers=1, max_pending=1) as executor:
         assert await executor.map(echo, range(30), window=10) == list(range(30))
