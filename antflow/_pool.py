@@ -212,13 +212,10 @@ class Pool:
         ExecutorShutdownError instead.
         """
         limit = self._max_pending
-        if call is None:
-            await self._room.wait(
-                self.bind(), lambda: self.pending >= limit and self._state == OPEN
-            )
-        else:
+        if call is not None:
             await self._room.wait(self.bind(), lambda: self.pending >= limit and call._open, call)
             return
+        await self._room.wait(self.bind(), lambda: self.pending >= limit and self._state == OPEN)
         self.check_open()
 
     def _future_cancelled(self, future: AsyncFuture[Any], queued: bool) -> None:
