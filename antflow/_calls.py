@@ -26,7 +26,7 @@ import operator
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable
 from itertools import islice
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any, Generic, TypeVar
 
 from ._inputs import aclose, zip_async
@@ -72,6 +72,8 @@ class BaseCall(Generic[_T]):
         self._opts = opts
         self._window = window
         self._timeout = timeout
+        # The deadline counts from the call (map_iter starts at its first __anext__).
+        self._deadline = None if timeout is None else monotonic() + timeout
         # One iterable feeds its values bare (the worker calls fn(value)); several are
         # zipped to the shortest, as the built-in map() does.
         self._single = len(iterables) == 1
@@ -162,10 +164,11 @@ class BaseCall(Generic[_T]):
         pool = self._pool
         self._loop = loop = pool.bind()
         pool.check_open()
-        if self._timeout is not None:
+        if self._deadline is not None:
             # Armed before the call is registered: if the loop refuses the delay, no call
             # is left behind for shutdown to wait for.
-            self._timer = loop.call_later(self._timeout, self._expire)
+            delay = max(0.0, self._deadline - monotonic())
+            self._timer = loop.call_later(delay, self._expire)
         pool._calls.add(self)
         self._began = self._open = True
         return loop
@@ -267,12 +270,18 @@ class BaseCall(Generic[_T]):
     async def _fill_async(self, room: int) -> None:
         # Workers may start items while this awaits input: count each item as it goes.
         source = self._source
+        pool = self._pool
+        max_pending = pool._max_pending
         for _ in range(room):
             try:
                 args = await anext(source)
             except StopAsyncIteration:
                 self._exhausted = True
                 return
+            if max_pending and self._open and pool.pending >= max_pending:
+                # Others took the room while the input was awaited: wait for it again,
+                # the input in hand, so that no more than max_pending items wait.
+                await pool.wait_for_room(self)
             if not self._open:
                 return  # the call ended while its input was awaited: queue nothing more
             index = self._count

@@ -108,6 +108,8 @@ class IterState(BaseCall[_T]):
             while True:
                 if self._error is not None or self._timed_out:
                     self._raise_if_stopped()
+                if self._finished:
+                    raise StopAsyncIteration  # closed by another task while this one waited
                 head = self._head
                 # Refill when half the window is free: one read of the input per many items
                 # (pulled: let the workers read up to a window ahead again).
@@ -135,9 +137,10 @@ class IterState(BaseCall[_T]):
                     raise StopAsyncIteration
                 await self._sleep(loop)
         except BaseException:
-            self._finished = True
-            self._end()
-            await self._close_source()
+            if not self._finished:  # (if closed meanwhile, close() has cleaned up)
+                self._finished = True
+                self._end()
+                await self._close_source()
             raise
 
     def _end(self) -> None:
@@ -148,6 +151,7 @@ class IterState(BaseCall[_T]):
         if not self._finished:
             self._finished = True
             self._end()
+            self._wake()  # a consumer waiting in next() (another task) stops too
             await self._close_source()
 
     def _item_failed(self, pos: int, exc: BaseException) -> None:

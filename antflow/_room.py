@@ -39,9 +39,14 @@ class Room:
 
         A ``holder`` (a map call) keeps the waiter in ``holder._room_waiter`` while it
         waits, so that it can stop waiting when it ends (``release``)."""
+        woken = False
         while full():
             waiter: asyncio.Future[None] = loop.create_future()
-            self.waiters.append(waiter)
+            if woken:  # woken first in line, but others took the room: still first
+                self.waiters.appendleft(waiter)
+            else:
+                self.waiters.append(waiter)
+            woken = True
             if holder is not None:
                 holder._room_waiter = waiter
             try:

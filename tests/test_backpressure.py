@@ -338,6 +338,60 @@ async def test_room_that_a_woken_call_does_not_fill_goes_on_to_the_next_waiter()
         assert await asyncio.wait_for(other, GENEROUS) == [1, 2]
 
 
+@pytest.mark.parametrize("kind", ["map", "map_iter"])
+async def test_an_async_input_never_queues_past_max_pending_when_others_take_the_room(
+    kind: str,
+) -> None:
+    # The caller counts the room, then awaits its input item by item; submits made while
+    # it awaits take places. It must wait for room again, not queue past max_pending.
+    async with pool(max_workers=1, max_pending=2) as (executor, gate):
+        await gate.hold()
+
+        async def contested() -> AsyncIterator[int]:
+            for i in range(4):
+                await asyncio.sleep(0)
+                if executor.stats().pending < 2:
+                    executor.submit(echo, "rival")  # takes a place while the caller waits
+                yield i
+
+        async def call() -> list[int]:
+            if kind == "map":
+                return await executor.map(echo, contested())
+            return [r async for r in executor.map_iter(echo, contested())]
+
+        caller = asyncio.create_task(call())
+        peak = 0
+        for _ in range(50):  # the worker is held: look at the queue at every step
+            peak = max(peak, executor.stats().pending)
+            await asyncio.sleep(0)
+        gate.open()
+        assert await asyncio.wait_for(caller, GENEROUS) == [0, 1, 2, 3]
+    assert peak == 2
+
+
+async def test_an_asubmit_waiter_that_loses_its_room_to_a_submit_keeps_its_place() -> None:
+    order: list[str] = []
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        queued = executor.submit(echo, "queued")  # the queue is full
+
+        async def waiter(tag: str) -> None:
+            await executor.asubmit(echo, tag)
+            order.append(tag)
+
+        first = asyncio.create_task(waiter("first"))
+        await yield_to_the_loop()
+        second = asyncio.create_task(waiter("second"))
+        await yield_to_the_loop()
+        assert queued.cancel()  # room for one: the first waiter is woken...
+        executor.submit(echo, "rival")  # ...but a submit takes the place before it runs
+        await yield_to_the_loop()
+        assert order == []
+        gate.open()
+        await asyncio.wait_for(asyncio.gather(first, second), GENEROUS)
+    assert order == ["first", "second"]
+
+
 # How a call can end while its caller waits for room in the queue.
 ROOM_ENDINGS = [
     pytest.param("timeout", asyncio.TimeoutError, id="its-deadline-passes"),

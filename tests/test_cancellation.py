@@ -351,6 +351,30 @@ async def test_aclose_of_map_iter_cancels_its_items() -> None:
         assert executor._pool._calls == set()
 
 
+async def test_aclose_from_another_task_ends_the_iteration_of_a_waiting_consumer() -> None:
+    release = asyncio.Event()
+
+    async def slow(x: int) -> int:
+        await release.wait()
+        return x
+
+    async with AsyncExecutor(max_workers=2) as executor:
+        iterator = executor.map_iter(slow, range(4))
+        seen: list[int] = []
+
+        async def consume() -> None:
+            async for value in iterator:
+                seen.append(value)
+
+        consumer = asyncio.create_task(consume())
+        await until(lambda: executor.stats().running == 2)  # the consumer waits for item 0
+        await iterator.aclose()  # type: ignore[attr-defined]
+        await asyncio.wait([consumer], timeout=SAFETY_TIMEOUT)
+        assert consumer.done(), "the consumer went on waiting after aclose()"
+        assert consumer.result() is None and seen == []
+        assert not executor._pool._calls
+
+
 async def test_aclose_before_the_first_item_starts_nothing() -> None:
     probe = Probe()
     async with AsyncExecutor(max_workers=2) as executor:

@@ -276,6 +276,14 @@ async def test_map_iter_timeout_raises_timeout_error_and_cancels_its_items() -> 
     assert results == [0]
 
 
+async def test_map_iter_timeout_counts_from_the_call_not_from_the_first_iteration() -> None:
+    async with AsyncExecutor(max_workers=2) as executor:
+        iterator = executor.map_iter(square, range(3), timeout=0.05)
+        await asyncio.sleep(0.2)  # past the deadline before the first result is asked for
+        with pytest.raises(asyncio.TimeoutError):
+            await iterator.__anext__()
+
+
 async def test_map_finishing_within_its_timeout_returns_the_results() -> None:
     async with AsyncExecutor() as executor:
         assert await executor.map(square, range(4), timeout=5) == [0, 1, 4, 9]
