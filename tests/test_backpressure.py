@@ -8,6 +8,7 @@ room, so backpressure reaches whatever produces the input.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -552,3 +553,90 @@ async def test_a_map_waiting_for_room_still_finishes_after_shutdown() -> None:
         await executor.shutdown(wait=False)
         gate.open()
         assert await asyncio.wait_for(call, GENEROUS) == list(range(5))
+
+
+# -- random mixes of callers under max_pending ----------------------------------------------
+
+CALLERS = ["map-async", "map_iter-async", "map-sync-window", "asubmit", "submit"]
+
+
+async def run_random_mix(seed: int) -> tuple[int, int, list[str]]:
+    """Several callers of random kinds share a small queue; some end early (a failing item,
+    a deadline, a shutdown with cancel_futures). Return the limit, the largest number of
+    items seen waiting, and what went wrong."""
+    rng = random.Random(seed)
+    limit = rng.randint(1, 3)
+    executor = AsyncExecutor(max_workers=rng.randint(1, 3), max_pending=limit)
+    problems: list[str] = []
+
+    async def item(x: int) -> int:
+        for _ in range(x % 3):
+            await asyncio.sleep(0)
+        if x == 7:
+            raise ValueError(x)
+        return x
+
+    async def numbers(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            for _ in range(rng.randint(0, 2)):
+                await asyncio.sleep(0)
+            yield i
+
+    async def caller(kind: str) -> None:
+        n = rng.randint(0, 12)
+        timeout = rng.choice([None, None, 0.002, 0.02])
+        expected: tuple[type[BaseException], ...] = (ExecutorShutdownError,)
+        if n > 7:
+            expected += (ValueError,)
+        if timeout is not None:
+            expected += (asyncio.TimeoutError,)
+        try:
+            if kind == "map-async":
+                got = await executor.map(item, numbers(n), timeout=timeout)
+            elif kind == "map_iter-async":
+                got = [r async for r in executor.map_iter(item, numbers(n), timeout=timeout)]
+            elif kind == "map-sync-window":
+                got = await executor.map(item, range(n), timeout=timeout, window=1)
+            elif kind == "asubmit":
+                got = [await (await executor.asubmit(item, 3))]
+                n, expected = 4, (ExecutorShutdownError, asyncio.CancelledError)
+            else:
+                try:
+                    got = [await executor.submit(item, 3)]
+                except asyncio.QueueFull:
+                    return  # refused at once: allowed when the queue is full
+                n, expected = 4, (asyncio.CancelledError,)
+            if kind in ("asubmit", "submit"):
+                assert got == [3]
+            elif got != list(range(n)):
+                problems.append(f"{kind} returned {got}, not list(range({n}))")
+        except expected:
+            pass
+        except BaseException as exc:  # reported, with its kind
+            problems.append(f"{kind}: unexpected {exc!r}")
+
+    tasks = [asyncio.create_task(caller(rng.choice(CALLERS))) for _ in range(rng.randint(2, 6))]
+    shutdown_at = rng.choice([None, None, 0, 5, 20])
+    peak = step = 0
+    while not all(t.done() for t in tasks) and step < 20_000:
+        peak = max(peak, executor.stats().pending)
+        if step == shutdown_at:
+            await executor.shutdown(wait=False, cancel_futures=True)
+        step += 1
+        await asyncio.sleep(0 if step < 2_000 else 0.001)
+    if not all(t.done() for t in tasks):
+        problems.append(f"callers still waiting: {executor._pool!r}")
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks, timeout=GENEROUS)
+    await asyncio.wait([asyncio.ensure_future(executor.shutdown())], timeout=GENEROUS)
+    if executor._pool._workers:
+        problems.append(f"shutdown did not end: {executor._pool!r}")
+    return limit, peak, problems
+
+
+@pytest.mark.parametrize("seed", range(25))
+async def test_random_callers_under_max_pending_all_end_and_never_overfill(seed: int) -> None:
+    limit, peak, problems = await run_random_mix(seed)
+    assert problems == []
+    assert peak <= limit
