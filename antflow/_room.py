@@ -16,7 +16,9 @@ class Room:
     ``submit`` is refused at once with :class:`asyncio.QueueFull` (``check``); an awaiting
     caller (``asubmit``, a map call feeding its window) waits on a raw future (``wait``),
     and each item a worker takes from the queue lets one waiter go on (``wake_one``). A
-    waiter that is cancelled after its wake-up passes the wake-up on.
+    wake-up stands for one free place, so it is never dropped: a waiter cancelled after its
+    wake-up passes it on, and so does a map call that queues less than it was woken for
+    (``BaseCall._fill``); a call that ends while it waits leaves without one (``release``).
     """
 
     __slots__ = ("limit", "waiters")
