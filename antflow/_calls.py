@@ -8,9 +8,12 @@ consumed, so its memory is O(window) whatever the input's length. There are two 
   pulled-map turn in _worker's ``WorkerPool._work``, and ``WorkerPool._pull`` for
   map_iter). Nothing is queued, nothing is made per item, and the caller is woken only
   when it has something to do;
-- *pushed* (an async input, a progress bar, a window smaller than the pool): the caller
-  reads a window ahead and queues plain ``(call, place, args)`` tuples in the call's lane;
-  it is woken to refill at half the window.
+- *pushed* (an async input, a progress bar, a window smaller than the pool): up to a window
+  ahead is read and queued as plain ``(call, place, args)`` tuples in the call's lane. The
+  caller reads a synchronous input itself, woken to refill at half the window; an async
+  input is read by a *feeder*, a task of the call's own (``BaseCall._feed``), so that the
+  caller never waits on the input: a result, a failure or the deadline reach it while a
+  read is pending.
 
 Either way the worker hands a result over in place (``_results[place]``; failures go
 through ``_item_failed``) and wakes the caller through one raw loop future. map_iter's
@@ -123,6 +126,13 @@ class BaseCall(Generic[_T]):
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # see _begin
         self._open = False  # between _begin and _end: the executor runs its items
         self._room_waiter: asyncio.Future[None] | None = None  # see Room.wait
+        # An async input's feeder (see _feed), and the future it waits on for space.
+        self._feeder: asyncio.Task[None] | None = None
+        self._feed_waiter: asyncio.Future[None] | None = None
+        # 0: not started; 1: reading (the call's end cancels it); 2: closing the input.
+        # Once it has started, the feeder closes the input itself.
+        self._feed_state = 0
+        self._close_error: BaseException | None = None  # closing the input raised this
 
     def __repr__(self) -> str:
         return (
@@ -180,6 +190,10 @@ class BaseCall(Generic[_T]):
         self._open = False
         if self._timer is not None:
             self._timer.cancel()
+        feeder = self._feeder
+        if self._feed_state == 1 and feeder is not asyncio.current_task():
+            # Before the room's release below: a cancelled room waiter passes no place on.
+            feeder.cancel()  # type: ignore[union-attr]  # (its ``finally`` closes the input)
         self._pool.end_call(self)
         if self._room_waiter is not None:
             # Its caller waits for room to queue more: it has none to queue now.
@@ -220,11 +234,11 @@ class BaseCall(Generic[_T]):
     # -- feeding -------------------------------------------------------------------------
 
     async def _fill(self, room: int) -> None:
-        """Read up to ``room`` more inputs and queue an item for each.
+        """Read up to ``room`` more inputs of a synchronous input and queue an item for each.
 
         Whatever stops the reading (the input raising, the caller cancelled while it
-        waits for input or for room) is kept in ``_error`` rather than raised, so that
-        the items queued so far are accounted for before the caller raises it.
+        waits for room) is kept in ``_error`` rather than raised, so that the items queued
+        so far are accounted for before the caller raises it.
         """
         if room <= 0:
             return  # the window is full: wait for results, not for room in the queue
@@ -237,10 +251,7 @@ class BaseCall(Generic[_T]):
                     if self._error is not None or self._timed_out:
                         return
                 room = min(room, max_pending - pool.pending)
-            if self._is_async:
-                await self._fill_async(room)
-            else:
-                self._fill_sync(room)
+            self._fill_sync(room)
         except BaseException as exc:
             self._exhausted = True
             if self._error is None:
@@ -267,26 +278,88 @@ class BaseCall(Generic[_T]):
         if index - start < room:
             self._exhausted = True
 
-    async def _fill_async(self, room: int) -> None:
-        # Workers may start items while this awaits input: count each item as it goes.
-        source = self._source
+    def _space(self) -> int:
+        """How many more inputs the window has room for (map: items not yet ended)."""
+        return self._window - self._in_flight
+
+    def _feed_more(self) -> None:
+        """An async input: let the feeder read on, starting it on the first call.
+
+        Called by the caller where it would refill; the feeder inherits the caller's
+        context, so the input sees the context variables set before the call began."""
+        feeder = self._feeder
+        if feeder is None:
+            if self._open:
+                name = f"{self._pool._name}-input"
+                self._feeder = feeder = self._loop.create_task(self._feed(), name=name)
+                self._pool.add_feeder(feeder)
+            return
+        waiter = self._feed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _feed(self) -> None:
+        """The feeder: read the async input, one item at a time, while the window has space.
+
+        Its own task, so that a pending read delays nothing the caller waits for; the
+        call's end cancels it (``_end``). Under ``max_pending`` it reads an item only when
+        the queue has room for it, and holds no place while it reads. What stops the
+        reading other than the end of the input or of the call (the input raising) is kept
+        in ``_error``, and the caller raises it.
+        """
+        self._feed_state = 1
         pool = self._pool
+        source = self._source
         max_pending = pool._max_pending
-        for _ in range(room):
+        try:
+            while self._open:
+                if self._space() <= 0:
+                    self._feed_waiter = waiter = self._loop.create_future()
+                    try:
+                        await waiter  # the caller frees space, then calls _feed_more
+                    finally:
+                        self._feed_waiter = None
+                    continue
+                woken = False
+                if max_pending and pool.pending >= max_pending:
+                    await pool.wait_for_room(self)  # read only when the queue has room
+                    if not self._open:
+                        break
+                    woken = True
+                    if pool._room_waiters:
+                        # The read may stall: let the place go on to the next waiter
+                        # rather than hold it idle, and wait again at the front if needed.
+                        pool._room.wake_one()
+                try:
+                    args = await anext(source)
+                except StopAsyncIteration:
+                    break
+                if max_pending and self._open and pool.pending >= max_pending:
+                    # Others took the room while the input was awaited: wait for it again,
+                    # the input in hand, so that no more than max_pending items wait.
+                    await pool.wait_for_room(self, first=woken)
+                if not self._open:
+                    break  # the call ended while its input was awaited: queue nothing more
+                index = self._count
+                self._lane.append((self, index % self._places if self._places else index, args))
+                self._fed(1)
+        except BaseException as exc:
+            if self._open and self._error is None:
+                self._error = exc
+        finally:
+            self._feed_state = 2  # (a clean-up that awaits is not cancelled by the end)
+            self._exhausted = True
+            if max_pending and pool._room_waiters and pool.pending < max_pending:
+                # A room wake-up stands for a free place (see Room): pass on any not used.
+                for _ in range(min(max_pending - pool.pending, len(pool._room_waiters))):
+                    pool._room.wake_one()
+            self._wake()
             try:
-                args = await anext(source)
-            except StopAsyncIteration:
-                self._exhausted = True
-                return
-            if max_pending and self._open and pool.pending >= max_pending:
-                # Others took the room while the input was awaited: wait for it again,
-                # the input in hand, so that no more than max_pending items wait.
-                await pool.wait_for_room(self)
-            if not self._open:
-                return  # the call ended while its input was awaited: queue nothing more
-            index = self._count
-            self._lane.append((self, index % self._places if self._places else index, args))
-            self._fed(1)
+                await aclose(source)
+            except asyncio.CancelledError:
+                pass  # a shutdown's deadline cut the input's clean-up short
+            except BaseException as exc:
+                self._close_error = exc  # the caller raises it, as if it had closed it
 
     def _fed(self, n: int) -> None:
         """``n`` entries were added to the lane: count them, and let a worker know."""
@@ -315,9 +388,18 @@ class BaseCall(Generic[_T]):
     async def _close_source(self) -> None:
         # A call that ends consumes no more of its input: close an async input (an async
         # generator would otherwise be finalised only when garbage collected). Sync
-        # inputs are left as they are, as the built-in map() leaves them.
-        if self._is_async:
+        # inputs are left as they are, as the built-in map() leaves them. An input that
+        # the feeder read is closed by the feeder (``_end`` has cancelled it): wait for it.
+        if not self._is_async:
+            return
+        feeder = self._feeder
+        if feeder is not None and not feeder.done():
+            await asyncio.wait((feeder,))
+        if self._feed_state == 0:
             await aclose(self._source)
+        elif self._close_error is not None:
+            error, self._close_error = self._close_error, None
+            raise error
 
 
 class MapCall(BaseCall[_T]):
@@ -357,14 +439,18 @@ class MapCall(BaseCall[_T]):
                 return self._results
             while True:
                 if not self._exhausted:
-                    await self._fill(self._window - self._in_flight)
-                    if self._exhausted:
-                        self._low_water = 0
-                    self._raise_if_stopped()
+                    if self._is_async:
+                        self._feed_more()  # (the feeder wakes this caller when it stops)
+                    else:
+                        await self._fill(self._window - self._in_flight)
+                if self._exhausted:
+                    self._low_water = 0  # wake when the last item ends
+                self._raise_if_stopped()
                 if not self._in_flight:
                     if self._exhausted:
                         return self._results
-                    continue  # room for more input
+                    if not self._is_async:
+                        continue  # room for more input
                 await self._sleep(loop)
         finally:
             self._end()

@@ -100,6 +100,9 @@ class IterState(BaseCall[_T]):
     def counts(self) -> tuple[int, int]:
         return self._count, self._done
 
+    def _space(self) -> int:
+        return self._window - (self._count - self._head)  # results wait for the consumer too
+
     async def next(self) -> _T:
         if self._finished:
             raise StopAsyncIteration
@@ -117,6 +120,8 @@ class IterState(BaseCall[_T]):
                     if self._pull:
                         self._limit = head + self._window
                         self._take_turns()
+                    elif self._is_async:
+                        self._feed_more()  # the feeder reads; a result at hand is not held up
                     else:
                         await self._fill(self._window - (self._count - head))
                         self._raise_if_stopped()

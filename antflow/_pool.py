@@ -129,6 +129,7 @@ class Pool:
         self._worker_seq = 0
         self._waking = 0  # workers woken (or started) that have not looked at the queue yet
         self._calls: set[Any] = set()  # map / map_iter calls in progress
+        self._feeders: set[asyncio.Task[None]] = set()  # tasks reading calls' async inputs
         self._drained: asyncio.Future[None] | None = None  # set when the last worker exits
         # Counters (see ExecutorStats). Entries that are dead (futures cancelled while
         # queued) stay in their lane until a worker skips them.
@@ -204,16 +205,17 @@ class Pool:
     def check_room(self) -> None:
         self._room.check(self.pending)
 
-    async def wait_for_room(self, call: Call | None = None) -> None:
+    async def wait_for_room(self, call: Call | None = None, first: bool = False) -> None:
         """Wait until fewer than ``max_pending`` items are queued.
 
         A ``call`` in progress (accepted work) may go on after shutdown, and stops waiting
         when it ends (``BaseCall._end``); new work (``asubmit``) raises
-        ExecutorShutdownError instead.
+        ExecutorShutdownError instead. ``first``: at the front of the line (see Room.wait).
         """
         limit = self._max_pending
         if call is not None:
-            await self._room.wait(self.bind(), lambda: self.pending >= limit and call._open, call)
+            full = lambda: self.pending >= limit and call._open  # noqa: E731
+            await self._room.wait(self.bind(), full, call, first)
             return
         await self._room.wait(self.bind(), lambda: self.pending >= limit and self._state == OPEN)
         self.check_open()
@@ -354,6 +356,15 @@ class Pool:
             self.release_idle_workers()
             self._maybe_closed()
 
+    def add_feeder(self, task: asyncio.Task[None]) -> None:
+        """A task that reads a call's async input: the pool closes only once it ends."""
+        self._feeders.add(task)
+        task.add_done_callback(self._feeder_done)
+
+    def _feeder_done(self, task: asyncio.Task[None]) -> None:
+        self._feeders.discard(task)
+        self._maybe_closed()
+
     # -- closing -------------------------------------------------------------------------
 
     def close(self, cancel_futures: bool) -> None:
@@ -376,12 +387,12 @@ class Pool:
     def terminate(self) -> None:
         """End all work now (a shutdown's timeout ran out): stop every call with
         ExecutorShutdownError, cancel every queued future, and cancel the workers, whose
-        running items end cancelled as their coroutines unwind."""
+        running items end cancelled as their coroutines unwind, and the feeders."""
         self._cancel_queued(
             ExecutorShutdownError("the executor was shut down: its shutdown timeout ran out")
         )
-        for worker in list(self._workers):
-            worker.cancel()
+        for task in [*self._workers, *self._feeders]:
+            task.cancel()
 
     def _cancel_queued(self, error: BaseException) -> None:
         for call in list(self._calls):
@@ -395,7 +406,7 @@ class Pool:
         self._dead = 0
 
     async def drained(self) -> None:
-        """Return once a closing pool has no worker and no call left."""
+        """Return once a closing pool has no worker, no call and no feeder left."""
         if self._state == CLOSING:
             loop = self.bind()
             if self._drained is None:
@@ -403,8 +414,8 @@ class Pool:
             await asyncio.shield(self._drained)
 
     def _maybe_closed(self) -> None:
-        """Mark a closing pool closed once no worker and no call is left."""
-        if self._state == CLOSING and not self._workers and not self._calls:
+        """Mark a closing pool closed once no worker, no call and no feeder is left."""
+        if self._state == CLOSING and not (self._workers or self._calls or self._feeders):
             self._state = CLOSED
             drained = self._drained
             if drained is not None and not drained.done():

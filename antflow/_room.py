@@ -18,7 +18,8 @@ class Room:
     and each item a worker takes from the queue lets one waiter go on (``wake_one``). A
     wake-up stands for one free place, so it is never dropped: a waiter cancelled after its
     wake-up passes it on, and so does a map call that queues less than it was woken for
-    (``BaseCall._fill``); a call that ends while it waits leaves without one (``release``).
+    (``BaseCall._fill``, ``BaseCall._feed``); a call that ends while it waits leaves
+    without one (``release``).
     """
 
     __slots__ = ("limit", "waiters")
@@ -35,13 +36,19 @@ class Room:
             )
 
     async def wait(
-        self, loop: asyncio.AbstractEventLoop, full: Callable[[], bool], holder: Any = None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        full: Callable[[], bool],
+        holder: Any = None,
+        first: bool = False,
     ) -> None:
         """Wait until ``full()`` is false, waking once per item taken from the queue.
 
         A ``holder`` (a map call) keeps the waiter in ``holder._room_waiter`` while it
-        waits, so that it can stop waiting when it ends (``release``)."""
-        woken = False
+        waits, so that it can stop waiting when it ends (``release``). ``first``: wait at
+        the front of the line (a caller that was woken first already and let the place go
+        on, see ``BaseCall._feed``)."""
+        woken = first
         while full():
             waiter: asyncio.Future[None] = loop.create_future()
             if woken:  # woken first in line, but others took the room: still first

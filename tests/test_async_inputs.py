@@ -7,6 +7,7 @@ flight, and they are closed when the call ends early.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -288,3 +289,172 @@ async def test_a_call_that_ends_while_its_async_input_is_awaited_queues_nothing_
     assert started == [0]
     assert executor.stats().submitted == 1
     await asyncio.wait_for(executor.shutdown(), 10)
+
+
+# -- a pending read of the input holds nothing up ------------------------------------------
+#
+# An async input is read by a task of the call's own (the feeder), not by the caller: while a
+# read is pending, a ready result still reaches a map_iter consumer, and whatever ends the
+# call (its deadline, a failure, a shutdown) still reaches its caller.
+
+GENEROUS = 10.0
+
+
+class Stalls:
+    """An async input that yields ``first`` items, then waits for ``go`` (maybe forever)."""
+
+    def __init__(self, first: int = 1) -> None:
+        self.first = first
+        self.go = asyncio.Event()
+        self.closed = False
+
+    async def __call__(self) -> AsyncIterator[int]:
+        try:
+            for i in range(self.first):
+                yield i
+            await self.go.wait()
+            yield self.first
+        finally:
+            self.closed = True
+
+
+def leftover_tasks() -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+
+
+async def test_map_iter_hands_over_a_ready_result_while_its_async_input_stalls() -> None:
+    # The input's next item comes only once the consumer has the first result: a consumer
+    # that had to wait for that read first would wait forever.
+    stalls = Stalls()
+    results: list[int] = []
+
+    async def consume(executor: AsyncExecutor) -> None:
+        async for result in executor.map_iter(double, stalls()):
+            results.append(result)
+            stalls.go.set()
+
+    async with AsyncExecutor(max_workers=4) as executor:
+        await asyncio.wait_for(consume(executor), GENEROUS)
+    assert results == [0, 2]
+
+
+# How a call can end while its input stalls, and what its caller raises.
+STALLED_ENDINGS = [
+    pytest.param("map", "timeout", asyncio.TimeoutError, id="map-timeout"),
+    pytest.param("map", "an-item-fails", ValueError, id="map-an-item-fails"),
+    pytest.param("map", "shutdown", ExecutorShutdownError, id="map-shutdown-cancel-futures"),
+    pytest.param("map_iter", "timeout", asyncio.TimeoutError, id="map_iter-timeout"),
+    pytest.param("map_iter", "an-item-fails", ValueError, id="map_iter-an-item-fails"),
+    pytest.param(
+        "map_iter", "shutdown", ExecutorShutdownError, id="map_iter-shutdown-cancel-futures"
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "ending", "error"), STALLED_ENDINGS)
+async def test_a_call_ends_at_once_while_its_async_input_stalls(
+    kind: str, ending: str, error: type[BaseException]
+) -> None:
+    stalls = Stalls(first=2)  # then never another item
+    executor = AsyncExecutor(max_workers=4)
+    started = asyncio.Event()
+
+    async def item(x: int) -> int:
+        started.set()
+        if ending == "an-item-fails" and x == 1:
+            raise ValueError("item 1 failed")
+        return x
+
+    timeout = 0.05 if ending == "timeout" else None
+
+    async def call() -> list[int]:
+        if kind == "map":
+            return await executor.map(item, stalls(), timeout=timeout)
+        return [r async for r in executor.map_iter(item, stalls(), timeout=timeout)]
+
+    caller = asyncio.create_task(call())
+    await asyncio.wait_for(started.wait(), GENEROUS)
+    if ending == "shutdown":
+        await asyncio.wait_for(executor.shutdown(cancel_futures=True), GENEROUS)
+    done, _ = await asyncio.wait({caller}, timeout=GENEROUS)
+    assert done == {caller}, "the caller still waits for its input"
+    assert isinstance(caller.exception(), error)
+    assert stalls.closed  # the pending read was cancelled and the input closed
+    await asyncio.wait_for(executor.shutdown(), GENEROUS)
+    assert leftover_tasks() == []
+
+
+async def test_shutdown_waits_for_an_async_input_to_close() -> None:
+    # A dropped map_iter ends its call; the input's clean-up (which awaits) runs in the
+    # feeder, and shutdown returns only once it has finished.
+    cleaned = []
+
+    async def slow_to_close() -> AsyncIterator[int]:
+        try:
+            yield 0
+            await asyncio.Event().wait()
+            yield 1
+        finally:
+            await asyncio.sleep(0.01)
+            cleaned.append(True)
+
+    executor = AsyncExecutor(max_workers=2)
+    it = executor.map_iter(double, slow_to_close())
+    assert await asyncio.wait_for(it.__anext__(), GENEROUS) == 0
+    del it  # no aclose(): the call ends when the iterator is freed
+    await asyncio.wait_for(executor.shutdown(), GENEROUS)
+    assert cleaned == [True]
+    assert leftover_tasks() == []
+
+
+@pytest.mark.parametrize("method", ["map", "map_iter"])
+async def test_an_async_input_sees_its_callers_context(method: str) -> None:
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    seen: list[str] = []
+
+    async def inputs() -> AsyncIterator[int]:
+        for i in range(6):
+            await asyncio.sleep(0)
+            seen.append(request_id.get("none"))
+            yield i
+
+    async with AsyncExecutor(max_workers=2) as executor:
+        request_id.set("caller")
+        if method == "map":
+            results = await executor.map(double, inputs())
+        else:
+            results = [r async for r in executor.map_iter(double, inputs(), window=2)]
+    assert results == [2 * i for i in range(6)]
+    assert seen == ["caller"] * 6
+
+
+@pytest.mark.parametrize("method", ["map", "map_iter"])
+async def test_an_async_input_that_raises_is_closed_to_the_end(method: str) -> None:
+    # The input raises, then its aclose() awaits: the call's end must not cut that short.
+    class BreaksThenClosesSlowly:
+        def __init__(self) -> None:
+            self.read = 0
+            self.closed = False
+
+        def __aiter__(self) -> BreaksThenClosesSlowly:
+            return self
+
+        async def __anext__(self) -> int:
+            self.read += 1
+            if self.read > 2:
+                raise OSError("input broke")
+            return self.read
+
+        async def aclose(self) -> None:
+            await asyncio.sleep(0.01)
+            self.closed = True
+
+    source = BreaksThenClosesSlowly()
+    async with AsyncExecutor(max_workers=2) as executor:
+        with pytest.raises(OSError, match="input broke"):
+            if method == "map":
+                await asyncio.wait_for(executor.map(double, source), GENEROUS)
+            else:
+                async for _ in executor.map_iter(double, source):
+                    pass
+    assert source.closed

@@ -640,3 +640,30 @@ async def test_random_callers_under_max_pending_all_end_and_never_overfill(seed:
     limit, peak, problems = await run_random_mix(seed)
     assert problems == []
     assert peak <= limit
+
+
+async def test_an_async_input_that_stalls_holds_no_place_in_the_queue() -> None:
+    # A call over an async input is woken for the one free place, then its input stalls: the
+    # place must go to the next waiter meanwhile, not stay idle with the queue empty.
+    stall = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[int]:
+        await stall.wait()
+        yield 1
+
+    async with pool(max_workers=1, max_pending=1) as (executor, gate):
+        await gate.hold()
+        queued = executor.submit(echo, "queued")  # the queue is full
+        call = asyncio.create_task(executor.map(echo, stalls()))
+        try:
+            await yield_to_the_loop()
+            late = asyncio.create_task(executor.asubmit(echo, "late"))
+            await yield_to_the_loop()
+            assert len(executor._pool._room_waiters) == 2
+            assert queued.cancel()  # one free place: the call is first in line...
+            future = await asyncio.wait_for(late, GENEROUS)  # ...and lets it go on
+            gate.open()
+            assert await asyncio.wait_for(future, GENEROUS) == "late"
+        finally:
+            stall.set()  # (so that the executor can shut down whatever happened)
+        assert await asyncio.wait_for(call, GENEROUS) == [1]
