@@ -346,9 +346,10 @@ class AsyncExecutor(BaseExecutor):
         retry_delay: float,
         task_timeout: float | None,
         window: int | None,
+        method: str = "map",
     ) -> tuple[Options | None, int]:
         self._pool.check_open()
-        check_map_args(fn, iterables, timeout)
+        check_map_args(fn, iterables, timeout, method)
         window = check_window(window, 4 * self._pool._max_workers)
         opts = self._options(retries, retry_delay, None, task_timeout)
         return opts, window
@@ -405,7 +406,7 @@ class AsyncExecutor(BaseExecutor):
         running items are cancelled and its unstarted ones never start.
         """
         opts, window = self._prepare_call(
-            fn, iterables, timeout, retries, retry_delay, task_timeout, window
+            fn, iterables, timeout, retries, retry_delay, task_timeout, window, "map_iter"
         )
         state: IterState[_T]
         if progress:

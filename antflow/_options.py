@@ -83,14 +83,17 @@ def check_callable(fn: object) -> None:
         raise TypeError(f"fn must be an async callable, got {type(fn).__name__}: {fn!r}")
 
 
-def check_map_args(fn: object, iterables: tuple[object, ...], timeout: object) -> None:
-    """The arguments of a ``map`` / ``map_iter`` call that every executor checks alike."""
+def check_map_args(
+    fn: object, iterables: tuple[object, ...], timeout: object, method: str = "map"
+) -> None:
+    """The arguments of a ``map`` / ``map_iter`` call (``method``) that every executor
+    checks alike."""
     check_callable(fn)
     if not iterables:
-        raise TypeError("map() needs at least one iterable")
+        raise TypeError(f"{method}() needs at least one iterable")
     for it in iterables:
         if not isinstance(it, (Iterable, AsyncIterable)):
-            raise TypeError(f"map() arguments must be iterables, got {type(it).__name__}")
+            raise TypeError(f"{method}() arguments must be iterables, got {type(it).__name__}")
     check_timeout(timeout)
 
 

@@ -209,6 +209,14 @@ async def test_an_item_exception_reaches_the_caller_with_its_type_and_message(
             await executor.submit(items.not_async, 1)  # not awaitable, named
 
 
+async def test_a_non_iterable_input_is_refused_naming_the_method(cluster_address: str) -> None:
+    async with ClusterExecutor(cluster_address) as executor:
+        with pytest.raises(TypeError, match=r"^map\(\) arguments must be iterables"):
+            await executor.map(items.double, 5)
+        with pytest.raises(TypeError, match=r"^map_iter\(\) arguments must be iterables"):
+            executor.map_iter(items.double, 5)
+
+
 async def test_map_iter_raises_an_item_exception_when_it_reaches_it(cluster_address: str) -> None:
     async with ClusterExecutor(cluster_address) as executor:
         got = []

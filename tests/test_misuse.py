@@ -157,17 +157,20 @@ async def test_map_iter_of_a_non_callable_raises_type_error_at_the_call() -> Non
 
 @pytest.mark.parametrize("iterable", [5, None, noop])
 async def test_map_of_a_non_iterable_raises_type_error_at_the_call(iterable: Any) -> None:
+    # The message names the method that was called.
     async with AsyncExecutor(max_workers=2) as executor:
-        with pytest.raises(TypeError, match="iterable"):
+        with pytest.raises(TypeError, match=r"^map\(\) arguments must be iterables"):
             await executor.map(noop, iterable)
-        with pytest.raises(TypeError, match="iterable"):
+        with pytest.raises(TypeError, match=r"^map_iter\(\) arguments must be iterables"):
             executor.map_iter(noop, iterable)
 
 
 async def test_map_without_an_iterable_raises_type_error() -> None:
     async with AsyncExecutor(max_workers=2) as executor:
-        with pytest.raises(TypeError, match="iterable"):
+        with pytest.raises(TypeError, match=r"^map\(\) needs at least one iterable"):
             await executor.map(noop)
+        with pytest.raises(TypeError, match=r"^map_iter\(\) needs at least one iterable"):
+            executor.map_iter(noop)
 
 
 @pytest.mark.parametrize("window", [0, -1, 1.5, True])

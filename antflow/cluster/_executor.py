@@ -296,10 +296,11 @@ class ClusterExecutor(ClientSide, BaseExecutor):
         task_timeout: float | None,
         window: int | None,
         batch_size: int | None,
+        method: str = "map",
     ) -> tuple[Any, int, int | None]:
         self._bind()
         self._check_open()
-        check_map_args(fn, iterables, timeout)
+        check_map_args(fn, iterables, timeout, method)
         window = check_window(window, 0)
         batch_size = check_batch_size(batch_size)
         return self._opts(retries, retry_delay, task_timeout), window, batch_size
@@ -368,7 +369,15 @@ class ClusterExecutor(ClientSide, BaseExecutor):
         ``aclose()``) the call's items on the cluster are cancelled.
         """
         opts, window, batch_size = self._prepare_call(
-            fn, iterables, timeout, retries, retry_delay, task_timeout, window, batch_size
+            fn,
+            iterables,
+            timeout,
+            retries,
+            retry_delay,
+            task_timeout,
+            window,
+            batch_size,
+            "map_iter",
         )
         return MapIterStart(self, fn, iterables, opts, window, batch_size, timeout)
 
