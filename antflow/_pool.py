@@ -271,8 +271,9 @@ class Pool:
 
     def runs(self, task: asyncio.Task[Any] | None) -> bool:
         """Whether ``task`` runs an item of this pool: a worker, or an item's own Task
-        (one with a context; not a Task that an item started, see ITEM_TASK)."""
-        if task in self._workers:
+        (one with a context; not a Task that an item started, see ITEM_TASK); or reads a
+        call's async input (a feeder, which a closing pool waits for as well)."""
+        if task in self._workers or task in self._feeders:
             return True
         mark = ITEM_TASK.get(None)
         return mark is not None and mark[0] is task and mark[1] in self._workers

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import itertools
 import warnings
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -371,3 +372,22 @@ async def test_a_task_that_an_item_started_may_wait_for_the_shutdown() -> None:
     await asyncio.wait_for(waiting[0], 10)  # returned: no RuntimeError, no deadlock
     with pytest.raises(ExecutorShutdownError):
         executor.submit(start_waiter)
+
+
+async def test_an_async_input_that_waits_for_its_executors_shutdown_gets_runtime_error() -> None:
+    # An async input is read by a task of its call's own, which a closing executor waits
+    # for: awaiting shutdown() there would wait for itself, as an item would.
+    executor = AsyncExecutor(max_workers=2)
+
+    async def shuts_down() -> AsyncIterator[int]:
+        yield 1
+        await executor.shutdown()
+        yield 2
+
+    async def echo(x: int) -> int:
+        return x
+
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        await asyncio.wait_for(executor.map(echo, shuts_down()), 10)
+    assert await executor.submit(echo, 5).result() == 5  # nothing was closed
+    await asyncio.wait_for(executor.shutdown(), 10)
