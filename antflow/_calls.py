@@ -42,19 +42,8 @@ _T = TypeVar("_T")
 MISSING: Any = object()
 
 # Iterators whose iteration runs no code of the user's: a pulled map reads them directly.
-_EXAMPLES: tuple[Iterable[Any], ...] = (
-    (),
-    [],
-    range(0),
-    range(1 << 64),
-    "",
-    b"",
-    bytearray(),
-    {},
-    {}.values(),
-    {}.items(),
-    set(),
-)
+_EXAMPLES: tuple[Iterable[Any], ...] = ((), [], range(0), range(1 << 64), "", b"", bytearray())
+_EXAMPLES += ({}, {}.values(), {}.items(), set())
 _PLAIN_ITERATORS: frozenset[type] = frozenset(type(iter(example)) for example in _EXAMPLES)
 
 
@@ -290,13 +279,17 @@ class BaseCall(Generic[_T]):
         feeder = self._feeder
         if feeder is None:
             if self._open:
-                name = f"{self._pool._name}-input"
-                self._feeder = feeder = self._loop.create_task(self._feed(), name=name)
-                self._pool.add_feeder(feeder)
+                self._start_feeder(self._feed())
             return
         waiter = self._feed_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _start_feeder(self, coro: Any) -> None:
+        """Run ``coro`` as this call's feeder: a task that the pool waits for when closing."""
+        loop = self._loop or asyncio.get_running_loop()
+        self._feeder = feeder = loop.create_task(coro, name=f"{self._pool._name}-input")
+        self._pool.add_feeder(feeder)
 
     async def _feed(self) -> None:
         """The feeder: read the async input, one item at a time, while the window has space.
@@ -354,12 +347,15 @@ class BaseCall(Generic[_T]):
                 for _ in range(min(max_pending - pool.pending, len(pool._room_waiters))):
                     pool._room.wake_one()
             self._wake()
-            try:
-                await aclose(source)
-            except asyncio.CancelledError:
-                pass  # a shutdown's deadline cut the input's clean-up short
-            except BaseException as exc:
-                self._close_error = exc  # the caller raises it, as if it had closed it
+            await self._close_input()
+
+    async def _close_input(self) -> None:
+        try:
+            await aclose(self._source)
+        except asyncio.CancelledError:
+            pass  # a shutdown's deadline cut the input's clean-up short
+        except BaseException as exc:
+            self._close_error = exc  # the caller raises it, as if it had closed it
 
     def _fed(self, n: int) -> None:
         """``n`` entries were added to the lane: count them, and let a worker know."""
@@ -390,14 +386,20 @@ class BaseCall(Generic[_T]):
         # generator would otherwise be finalised only when garbage collected). Sync
         # inputs are left as they are, as the built-in map() leaves them. An input that
         # the feeder read is closed by the feeder (``_end`` has cancelled it): wait for it.
+        # Every task that ends the call (its caller, an aclose() from another task) waits
+        # for the same close.
         if not self._is_async:
             return
-        feeder = self._feeder
-        if feeder is not None and not feeder.done():
-            await asyncio.wait((feeder,))
-        if self._feed_state == 0:
-            await aclose(self._source)
-        elif self._close_error is not None:
+        while True:
+            feeder = self._feeder
+            if feeder is not None and not feeder.done():
+                await asyncio.wait((feeder,))
+            elif self._feed_state == 0:  # never read: close it in a task all the same
+                self._feed_state = 2
+                self._start_feeder(self._close_input())
+            else:
+                break
+        if self._close_error is not None:
             error, self._close_error = self._close_error, None
             raise error
 

@@ -142,10 +142,10 @@ class IterState(BaseCall[_T]):
                     raise StopAsyncIteration
                 await self._sleep(loop)
         except BaseException:
-            if not self._finished:  # (if closed meanwhile, close() has cleaned up)
+            if not self._finished:  # (or closed meanwhile by another task: wait for it)
                 self._finished = True
                 self._end()
-                await self._close_source()
+            await self._close_source()
             raise
 
     def _end(self) -> None:
@@ -157,7 +157,7 @@ class IterState(BaseCall[_T]):
             self._finished = True
             self._end()
             self._wake()  # a consumer waiting in next() (another task) stops too
-            await self._close_source()
+        await self._close_source()  # (also when another task is ending the call)
 
     def _item_failed(self, pos: int, exc: BaseException) -> None:
         self._in_flight -= 1

@@ -458,3 +458,48 @@ async def test_an_async_input_that_raises_is_closed_to_the_end(method: str) -> N
                 async for _ in executor.map_iter(double, source):
                     pass
     assert source.closed
+
+
+@pytest.mark.parametrize("first", ["consumer-cancelled", "aclose"])
+async def test_aclose_returns_after_the_input_closed_while_another_task_ends_the_call(
+    first: str,
+) -> None:
+    # Another task is already ending the call (its consumer was cancelled, or it called
+    # aclose() first) when aclose() is called: it must still wait for the input's clean-up.
+    closed = []
+    release = asyncio.Event()
+
+    async def numbers() -> AsyncIterator[int]:
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            await asyncio.sleep(0.01)  # a clean-up that awaits
+            closed.append(True)
+
+    async def hold(x: int) -> int:
+        await release.wait()
+        return x
+
+    executor = AsyncExecutor(max_workers=1)
+    iterator = executor.map_iter(hold, numbers(), window=1)
+
+    async def consume() -> None:
+        async for _ in iterator:
+            pass
+
+    consumer = asyncio.create_task(consume())
+    for _ in range(20):
+        await asyncio.sleep(0)  # the consumer waits for item 0, which holds
+    if first == "consumer-cancelled":
+        consumer.cancel()  # its __anext__ ends the call, then waits for the input to close
+        other = None
+    else:
+        other = asyncio.create_task(iterator.aclose())
+    await asyncio.sleep(0)  # (that task is now waiting for the input's clean-up)
+    await asyncio.wait_for(iterator.aclose(), GENEROUS)
+    assert closed == [True]
+    release.set()
+    await asyncio.wait({consumer, *([other] if other else [])}, timeout=GENEROUS)
+    await asyncio.wait_for(executor.shutdown(), GENEROUS)
+    assert leftover_tasks() == []
