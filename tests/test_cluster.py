@@ -11,6 +11,7 @@ import itertools
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import cluster_items as items
 import pytest
@@ -481,3 +482,83 @@ async def test_map_and_map_iter_give_every_result_for_any_window_and_batch_size(
             assert await asyncio.wait_for(collect(), 20) == expected, (n, window, batch_size)
         stats = executor.stats()
     assert stats.completed == stats.submitted and stats.running == stats.pending == 0
+
+
+# -- an async input that stalls holds nothing up (it is read by a task of the call's own) ---
+
+
+class StallingInput:
+    """Yields ``first`` items, then waits for ``go`` (maybe forever); records its close."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.go = asyncio.Event()
+        self.closed = False
+
+    async def __call__(self) -> AsyncIterator[int]:
+        try:
+            for i in range(self.first):
+                yield i
+            await self.go.wait()
+            yield self.first
+        finally:
+            await asyncio.sleep(0.01)  # a clean-up that awaits
+            self.closed = True
+
+
+async def test_map_iter_hands_over_a_batch_while_its_async_input_stalls(
+    cluster_address: str,
+) -> None:
+    stalls = StallingInput(first=1)
+    got = []
+
+    async def consume(executor: ClusterExecutor) -> None:
+        async for value in executor.map_iter(items.double, stalls(), batch_size=1):
+            got.append(value)
+            stalls.go.set()  # the input's next item comes only once a result is here
+
+    async with ClusterExecutor(cluster_address) as executor:
+        try:
+            await asyncio.wait_for(consume(executor), 10)
+        finally:
+            stalls.go.set()  # (whatever happened, nothing waits for the input any more)
+    assert got == [0, 2]
+    assert stalls.closed
+
+
+@pytest.mark.parametrize("method", ["map", "map_iter"])
+async def test_the_deadline_ends_a_cluster_call_while_its_async_input_stalls(
+    cluster_address: str, method: str
+) -> None:
+    stalls = StallingInput(first=2)  # then never another item
+    async with ClusterExecutor(cluster_address) as executor:
+
+        async def call() -> list[int]:
+            if method == "map":
+                return await executor.map(items.double, stalls(), timeout=0.2, batch_size=1)
+            iterator = executor.map_iter(items.double, stalls(), timeout=0.2, batch_size=1)
+            return [value async for value in iterator]
+
+        task = asyncio.create_task(call())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=10)
+            assert done == {task}, "the caller still waits for its input"
+            assert isinstance(task.exception(), asyncio.TimeoutError)
+            assert stalls.closed  # the pending read was cancelled, the input closed
+        finally:
+            stalls.go.set()
+            await asyncio.wait({task}, timeout=10)
+
+
+async def test_aclose_of_a_cluster_map_iter_returns_once_its_input_is_closed(
+    cluster_address: str,
+) -> None:
+    stalls = StallingInput(first=1)
+    async with ClusterExecutor(cluster_address) as executor:
+        iterator = executor.map_iter(items.double, stalls(), batch_size=1)
+        try:
+            assert await asyncio.wait_for(iterator.__anext__(), 10) == 0
+            await asyncio.wait_for(iterator.aclose(), 10)
+            assert stalls.closed
+        finally:
+            stalls.go.set()

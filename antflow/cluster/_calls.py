@@ -31,6 +31,7 @@ class CallHost(Protocol):
     def _send(self, payload: bytes, size: int, futures: None, call: Any) -> Batch: ...
     def _cancel_batch(self, batch: Batch) -> None: ...
     def _background(self, awaitable: Awaitable[Any]) -> None: ...
+    def _track(self, task: asyncio.Task[Any]) -> None: ...
     def _call_ended(self, call: Any) -> None: ...
     async def _ready(self) -> None: ...
     async def _recount_threads(self) -> None: ...
@@ -71,31 +72,98 @@ class MapCall(Generic[_T]):
         self._loop = loop
         self._deadline = None if timeout is None else loop.time() + timeout
         self._timeout = timeout
-
-    async def _take(self, n: int) -> list[tuple[Any, ...]]:
-        if self._sync is not None:
-            return list(islice(self._sync, n))
-        items = []
-        async for args in self._async:
-            items.append(args)
-            if len(items) >= n:
-                break
-        return items
+        # An async input is read by a task of the call's own (``_feed``), so that a
+        # pending read holds up neither the results nor the deadline; ``_feeding`` while
+        # it reads (``close`` cancels it then, not during the input's clean-up).
+        self._feeder: asyncio.Task[None] | None = None
+        self._feeding = False
+        self._feed_waiter: asyncio.Future[None] | None = None
+        self._close_error: BaseException | None = None
 
     async def fill(self) -> None:
-        """Send batches until the window is full or the input ends."""
+        """Send batches until the window is full or the input ends (an async input: let
+        its feeder read on)."""
+        if self._async is not None:
+            self._feed_more()
+            return
         while not self._exhausted and len(self.inflight) < self._window and not self.closed:
-            items = await self._take(self.sizer.size)
-            if self.closed:  # aborted while an async input was being read
-                return
-            if len(items) < self.sizer.size:
+            size = self.sizer.size
+            items = list(islice(self._sync, size))  # type: ignore[arg-type]
+            if len(items) < size:
                 self._exhausted = True
             if not items:
                 return
-            stop = STOP_ALL if self.fail_fast else STOP_AFTER
-            payload = encode_map(self.fn, self.opts, items, self._read, stop)
-            self._read += len(items)
-            self.inflight.append(self._executor._send(payload, len(items), None, self))
+            self._send_batch(items)
+
+    def _send_batch(self, items: list[tuple[Any, ...]]) -> None:
+        stop = STOP_ALL if self.fail_fast else STOP_AFTER
+        payload = encode_map(self.fn, self.opts, items, self._read, stop)
+        self._read += len(items)
+        self.inflight.append(self._executor._send(payload, len(items), None, self))
+
+    def _feed_more(self) -> None:
+        if self._feeder is None:
+            if not self.closed:
+                self._start_feeder(self._feed())
+            return
+        waiter = self._feed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _start_feeder(self, coro: Any) -> None:
+        self._feeder = self._loop.create_task(coro, name="antflow-cluster-input")
+        self._executor._track(self._feeder)
+
+    async def _feed(self) -> None:
+        """Read the async input a batch at a time while the window has room, and send."""
+        self._feeding = True
+        try:
+            while not self.closed and not self._exhausted:
+                if len(self.inflight) >= self._window:
+                    self._feed_waiter = waiter = self._loop.create_future()
+                    try:
+                        await waiter  # the caller takes a batch, then calls fill()
+                    finally:
+                        self._feed_waiter = None
+                    continue
+                size = self.sizer.size
+                items = []
+                async for args in self._async:
+                    items.append(args)
+                    if len(items) >= size:
+                        break
+                if self.closed:
+                    return  # ended while the input was read: send nothing more
+                if len(items) < size:
+                    self._exhausted = True
+                if items:
+                    self._send_batch(items)
+                    self._wake()  # (a caller with no batch in flight waits for one)
+        except BaseException as exc:  # the input raised: the caller raises it
+            if not self.closed and self.error is None:
+                self.error = exc
+        finally:
+            self._feeding = False
+            self._exhausted = True
+            self._wake()
+            await self._close_input()
+
+    async def _close_input(self) -> None:
+        try:
+            await self._async.aclose()
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:
+            self._close_error = exc  # the caller raises it, as if it had closed it
+
+    async def wait_closed(self) -> None:
+        """Wait until an async input is closed; raise what closing it raised."""
+        feeder = self._feeder
+        if feeder is not None and not feeder.done():
+            await asyncio.wait((feeder,))
+        if self._close_error is not None:
+            error, self._close_error = self._close_error, None
+            raise error
 
     @property
     def finished(self) -> bool:
@@ -153,7 +221,11 @@ class MapCall(Generic[_T]):
             if not batch.ended:
                 executor._cancel_batch(batch)
         if self._async is not None:
-            executor._background(self._async.aclose())
+            feeder = self._feeder
+            if feeder is None:  # never read: close it in a task all the same
+                self._start_feeder(self._close_input())
+            elif self._feeding and feeder is not asyncio.current_task():
+                feeder.cancel()  # (its ``finally`` closes the input)
         executor._call_ended(self)
 
     async def run_map(self) -> list[_T]:
@@ -167,7 +239,10 @@ class MapCall(Generic[_T]):
                 await self.fill()
                 if self.finished:
                     return results
-                head = inflight[0]  # (not finished: the window holds a batch)
+                if not inflight:  # an async input is being read: wait for its batch
+                    await self.sleep()
+                    continue
+                head = inflight[0]
                 if not head.ended:
                     await self.sleep()
                     continue
@@ -178,6 +253,7 @@ class MapCall(Generic[_T]):
                 results.extend(head.values or ())
         finally:
             self.close()
+            await self.wait_closed()
 
 
 class MapIterator(AsyncIterator[_T]):
@@ -220,7 +296,11 @@ class MapIterator(AsyncIterator[_T]):
                 await call.fill()
                 if call.finished:
                     call.close()
+                    await call.wait_closed()
                     raise StopAsyncIteration
+                if not call.inflight:  # an async input is being read: wait for its batch
+                    await call.sleep()
+                    continue
                 head = call.inflight[0]
                 if head.ended:
                     self._batch = call.inflight.popleft()
@@ -231,11 +311,13 @@ class MapIterator(AsyncIterator[_T]):
             raise
         except BaseException:
             call.close()  # a failed item, the deadline, a cancelled consumer: end the call
+            await call.wait_closed()
             raise
 
     async def aclose(self) -> None:
         """Stop early: cancel the call's items on the cluster and read no more input."""
         self._call.close()
+        await self._call.wait_closed()
 
     def __del__(self) -> None:
         call = self._call

@@ -299,6 +299,11 @@ class ClientSide:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """A task of a call's (an async input's feeder): shutdown waits for it too."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _fail_buffer(self, exc: BaseException) -> None:
         buffer, self._buffer = self._buffer, []
         for future in buffer:
