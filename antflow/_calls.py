@@ -32,7 +32,7 @@ from itertools import islice
 from time import monotonic, perf_counter
 from typing import Any, Generic, TypeVar
 
-from ._inputs import aclose, zip_async
+from ._inputs import READING, Feeder, zip_async
 from ._options import Options
 from ._pool import Pool
 
@@ -115,13 +115,10 @@ class BaseCall(Generic[_T]):
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # see _begin
         self._open = False  # between _begin and _end: the executor runs its items
         self._room_waiter: asyncio.Future[None] | None = None  # see Room.wait
-        # An async input's feeder (see _feed), and the future it waits on for space.
-        self._feeder: asyncio.Task[None] | None = None
-        self._feed_waiter: asyncio.Future[None] | None = None
-        # 0: not started; 1: reading (the call's end cancels it); 2: closing the input.
-        # Once it has started, the feeder closes the input itself.
-        self._feed_state = 0
-        self._close_error: BaseException | None = None  # closing the input raised this
+        # An async input is read by a task of the call's own (see _feed).
+        self._feeder: Feeder | None = None
+        if self._is_async:
+            self._feeder = Feeder(self._source, f"{pool._name}-input", pool.add_feeder)
 
     def __repr__(self) -> str:
         return (
@@ -179,10 +176,9 @@ class BaseCall(Generic[_T]):
         self._open = False
         if self._timer is not None:
             self._timer.cancel()
-        feeder = self._feeder
-        if self._feed_state == 1 and feeder is not asyncio.current_task():
+        if self._feeder is not None:
             # Before the room's release below: a cancelled room waiter passes no place on.
-            feeder.cancel()  # type: ignore[union-attr]  # (its ``finally`` closes the input)
+            self._feeder.stop(self._loop)
         self._pool.end_call(self)
         if self._room_waiter is not None:
             # Its caller waits for room to queue more: it has none to queue now.
@@ -276,20 +272,12 @@ class BaseCall(Generic[_T]):
 
         Called by the caller where it would refill; the feeder inherits the caller's
         context, so the input sees the context variables set before the call began."""
-        feeder = self._feeder
-        if feeder is None:
+        feeder: Feeder = self._feeder  # type: ignore[assignment]
+        if feeder.task is None:
             if self._open:
-                self._start_feeder(self._feed())
-            return
-        waiter = self._feed_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _start_feeder(self, coro: Any) -> None:
-        """Run ``coro`` as this call's feeder: a task that the pool waits for when closing."""
-        loop = self._loop or asyncio.get_running_loop()
-        self._feeder = feeder = loop.create_task(coro, name=f"{self._pool._name}-input")
-        self._pool.add_feeder(feeder)
+                feeder.start(self._loop, self._feed())
+        else:
+            feeder.more()
 
     async def _feed(self) -> None:
         """The feeder: read the async input, one item at a time, while the window has space.
@@ -300,18 +288,15 @@ class BaseCall(Generic[_T]):
         reading other than the end of the input or of the call (the input raising) is kept
         in ``_error``, and the caller raises it.
         """
-        self._feed_state = 1
+        feeder: Feeder = self._feeder  # type: ignore[assignment]
+        feeder.state = READING
         pool = self._pool
         source = self._source
         max_pending = pool._max_pending
         try:
             while self._open:
                 if self._space() <= 0:
-                    self._feed_waiter = waiter = self._loop.create_future()
-                    try:
-                        await waiter  # the caller frees space, then calls _feed_more
-                    finally:
-                        self._feed_waiter = None
+                    await feeder.room(self._loop)  # the caller frees space: _feed_more
                     continue
                 woken = False
                 if max_pending and pool.pending >= max_pending:
@@ -340,22 +325,13 @@ class BaseCall(Generic[_T]):
             if self._open and self._error is None:
                 self._error = exc
         finally:
-            self._feed_state = 2  # (a clean-up that awaits is not cancelled by the end)
             self._exhausted = True
             if max_pending and pool._room_waiters and pool.pending < max_pending:
                 # A room wake-up stands for a free place (see Room): pass on any not used.
                 for _ in range(min(max_pending - pool.pending, len(pool._room_waiters))):
                     pool._room.wake_one()
             self._wake()
-            await self._close_input()
-
-    async def _close_input(self) -> None:
-        try:
-            await aclose(self._source)
-        except asyncio.CancelledError:
-            pass  # a shutdown's deadline cut the input's clean-up short
-        except BaseException as exc:
-            self._close_error = exc  # the caller raises it, as if it had closed it
+            await feeder.close_input()  # (which the call's end does not cut short)
 
     def _fed(self, n: int) -> None:
         """``n`` entries were added to the lane: count them, and let a worker know."""
@@ -388,20 +364,8 @@ class BaseCall(Generic[_T]):
         # the feeder read is closed by the feeder (``_end`` has cancelled it): wait for it.
         # Every task that ends the call (its caller, an aclose() from another task) waits
         # for the same close.
-        if not self._is_async:
-            return
-        while True:
-            feeder = self._feeder
-            if feeder is not None and not feeder.done():
-                await asyncio.wait((feeder,))
-            elif self._feed_state == 0:  # never read: close it in a task all the same
-                self._feed_state = 2
-                self._start_feeder(self._close_input())
-            else:
-                break
-        if self._close_error is not None:
-            error, self._close_error = self._close_error, None
-            raise error
+        if self._feeder is not None:
+            await self._feeder.wait_closed()
 
 
 class MapCall(BaseCall[_T]):

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, I
 from itertools import islice
 from typing import Any, Generic, Protocol, TypeVar
 
-from .._inputs import zip_async
+from .._inputs import READING, Feeder, zip_async
 from ._batching import Batch, BatchSizer, encode_map
 from ._runner import STOP_AFTER, STOP_ALL
 
@@ -73,12 +73,10 @@ class MapCall(Generic[_T]):
         self._deadline = None if timeout is None else loop.time() + timeout
         self._timeout = timeout
         # An async input is read by a task of the call's own (``_feed``), so that a
-        # pending read holds up neither the results nor the deadline; ``_feeding`` while
-        # it reads (``close`` cancels it then, not during the input's clean-up).
-        self._feeder: asyncio.Task[None] | None = None
-        self._feeding = False
-        self._feed_waiter: asyncio.Future[None] | None = None
-        self._close_error: BaseException | None = None
+        # pending read holds up neither the results nor the deadline.
+        self._feeder: Feeder | None = None
+        if self._async is not None:
+            self._feeder = Feeder(self._async, "antflow-cluster-input", executor._track)
 
     async def fill(self) -> None:
         """Send batches until the window is full or the input ends (an async input: let
@@ -102,29 +100,21 @@ class MapCall(Generic[_T]):
         self.inflight.append(self._executor._send(payload, len(items), None, self))
 
     def _feed_more(self) -> None:
-        if self._feeder is None:
+        feeder: Feeder = self._feeder  # type: ignore[assignment]
+        if feeder.task is None:
             if not self.closed:
-                self._start_feeder(self._feed())
-            return
-        waiter = self._feed_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _start_feeder(self, coro: Any) -> None:
-        self._feeder = self._loop.create_task(coro, name="antflow-cluster-input")
-        self._executor._track(self._feeder)
+                feeder.start(self._loop, self._feed())
+        else:
+            feeder.more()
 
     async def _feed(self) -> None:
         """Read the async input a batch at a time while the window has room, and send."""
-        self._feeding = True
+        feeder: Feeder = self._feeder  # type: ignore[assignment]
+        feeder.state = READING
         try:
             while not self.closed and not self._exhausted:
                 if len(self.inflight) >= self._window:
-                    self._feed_waiter = waiter = self._loop.create_future()
-                    try:
-                        await waiter  # the caller takes a batch, then calls fill()
-                    finally:
-                        self._feed_waiter = None
+                    await feeder.room(self._loop)  # the caller takes a batch: fill()
                     continue
                 size = self.sizer.size
                 items = []
@@ -143,27 +133,14 @@ class MapCall(Generic[_T]):
             if not self.closed and self.error is None:
                 self.error = exc
         finally:
-            self._feeding = False
             self._exhausted = True
             self._wake()
-            await self._close_input()
-
-    async def _close_input(self) -> None:
-        try:
-            await self._async.aclose()
-        except asyncio.CancelledError:
-            pass
-        except BaseException as exc:
-            self._close_error = exc  # the caller raises it, as if it had closed it
+            await feeder.close_input()  # (which the call's end does not cut short)
 
     async def wait_closed(self) -> None:
         """Wait until an async input is closed; raise what closing it raised."""
-        feeder = self._feeder
-        if feeder is not None and not feeder.done():
-            await asyncio.wait((feeder,))
-        if self._close_error is not None:
-            error, self._close_error = self._close_error, None
-            raise error
+        if self._feeder is not None:
+            await self._feeder.wait_closed()
 
     @property
     def finished(self) -> bool:
@@ -220,12 +197,8 @@ class MapCall(Generic[_T]):
             batch = self.inflight.popleft()
             if not batch.ended:
                 executor._cancel_batch(batch)
-        if self._async is not None:
-            feeder = self._feeder
-            if feeder is None:  # never read: close it in a task all the same
-                self._start_feeder(self._close_input())
-            elif self._feeding and feeder is not asyncio.current_task():
-                feeder.cancel()  # (its ``finally`` closes the input)
+        if self._feeder is not None:
+            self._feeder.stop(self._loop)  # (an input never read is closed now)
         executor._call_ended(self)
 
     async def run_map(self) -> list[_T]:
