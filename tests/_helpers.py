@@ -68,6 +68,27 @@ class CountingInput:
             yield i
 
 
+class StallingInput:
+    """An async input that yields ``first`` items, then waits for ``go`` (maybe forever),
+    and records in ``closed`` that its ``finally`` ran (after an await: a clean-up that
+    takes a moment)."""
+
+    def __init__(self, first: int = 1) -> None:
+        self.first = first
+        self.go = asyncio.Event()
+        self.closed = False
+
+    async def __call__(self) -> AsyncIterator[int]:
+        try:
+            for i in range(self.first):
+                yield i
+            await self.go.wait()
+            yield self.first
+        finally:
+            await asyncio.sleep(0.001)
+            self.closed = True
+
+
 async def read_async(iterable: Iterable[_T]) -> AsyncIterator[_T]:
     """``iterable`` as an async input, read one value per step: an executor's ``map`` /
     ``map_iter`` reads an async input itself and queues its items (a synchronous input is

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from _helpers import StallingInput
 
 from antflow import AsyncExecutor, ExecutorShutdownError
 
@@ -300,24 +301,6 @@ async def test_a_call_that_ends_while_its_async_input_is_awaited_queues_nothing_
 GENEROUS = 10.0
 
 
-class Stalls:
-    """An async input that yields ``first`` items, then waits for ``go`` (maybe forever)."""
-
-    def __init__(self, first: int = 1) -> None:
-        self.first = first
-        self.go = asyncio.Event()
-        self.closed = False
-
-    async def __call__(self) -> AsyncIterator[int]:
-        try:
-            for i in range(self.first):
-                yield i
-            await self.go.wait()
-            yield self.first
-        finally:
-            self.closed = True
-
-
 def leftover_tasks() -> list[asyncio.Task[Any]]:
     return [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
 
@@ -325,7 +308,7 @@ def leftover_tasks() -> list[asyncio.Task[Any]]:
 async def test_map_iter_hands_over_a_ready_result_while_its_async_input_stalls() -> None:
     # The input's next item comes only once the consumer has the first result: a consumer
     # that had to wait for that read first would wait forever.
-    stalls = Stalls()
+    stalls = StallingInput()
     results: list[int] = []
 
     async def consume(executor: AsyncExecutor) -> None:
@@ -355,7 +338,7 @@ STALLED_ENDINGS = [
 async def test_a_call_ends_at_once_while_its_async_input_stalls(
     kind: str, ending: str, error: type[BaseException]
 ) -> None:
-    stalls = Stalls(first=2)  # then never another item
+    stalls = StallingInput(first=2)  # then never another item
     executor = AsyncExecutor(max_workers=4)
     started = asyncio.Event()
 

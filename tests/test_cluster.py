@@ -11,11 +11,10 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import cluster_items as items
 import pytest
-from _helpers import CountingInput
+from _helpers import CountingInput, StallingInput
 
 import antflow
 from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError, WaitStrategy
@@ -485,25 +484,6 @@ async def test_map_and_map_iter_give_every_result_for_any_window_and_batch_size(
 
 
 # -- an async input that stalls holds nothing up (it is read by a task of the call's own) ---
-
-
-class StallingInput:
-    """Yields ``first`` items, then waits for ``go`` (maybe forever); records its close."""
-
-    def __init__(self, first: int) -> None:
-        self.first = first
-        self.go = asyncio.Event()
-        self.closed = False
-
-    async def __call__(self) -> AsyncIterator[int]:
-        try:
-            for i in range(self.first):
-                yield i
-            await self.go.wait()
-            yield self.first
-        finally:
-            await asyncio.sleep(0.01)  # a clean-up that awaits
-            self.closed = True
 
 
 async def test_map_iter_hands_over_a_batch_while_its_async_input_stalls(

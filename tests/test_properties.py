@@ -700,6 +700,23 @@ def outcome(future: AsyncFuture[Any]) -> str:
     return type(exc).__name__
 
 
+def assert_counters_reconcile(report: Report, map_items: int) -> None:
+    """After the shutdown, the counters add up, nothing is pending or running, and each
+    matches what the tasks did (``map_items``: the items the calls queued or ran)."""
+    stats = report.stats
+    outcomes = collections.Counter(outcome(e.future) for e in report.submitted)
+    assert stats.completed + stats.failed + stats.cancelled + stats.running + stats.pending == (
+        stats.submitted
+    )
+    assert (stats.pending, stats.running) == (0, 0)
+    assert stats.completed == outcomes["returned"] + report.map_returned
+    assert stats.failed == (outcomes["ValueError"] + outcomes["TimeoutError"] + report.map_raised)
+    assert stats.cancelled == (
+        outcomes["cancelled"] + map_items - report.map_returned - report.map_raised
+    )
+    assert stats.retried == report.flaky_failures
+
+
 def call_problem(run: CallRun) -> str | None:
     """What is wrong with how a call ended, or None."""
     spec, task = run.spec, run.task
@@ -782,20 +799,9 @@ def test_the_counters_of_a_random_schedule_reconcile_with_what_the_tasks_did(
     new_loop: LoopFactory, max_workers: int, schedule: list[tuple[Any, ...]]
 ) -> None:
     report = run_on(new_loop, run_schedule(max_workers, schedule))
-    stats = report.stats
-    outcomes = collections.Counter(outcome(e.future) for e in report.submitted)
     map_items = sum(run.read for run in report.calls)
-    assert stats.completed + stats.failed + stats.cancelled + stats.running + stats.pending == (
-        stats.submitted
-    )
-    assert stats.submitted == len(report.submitted) + map_items
-    assert (stats.pending, stats.running) == (0, 0)
-    assert stats.completed == outcomes["returned"] + report.map_returned
-    assert stats.failed == (outcomes["ValueError"] + outcomes["TimeoutError"] + report.map_raised)
-    assert stats.cancelled == (
-        outcomes["cancelled"] + map_items - report.map_returned - report.map_raised
-    )
-    assert stats.retried == report.flaky_failures
+    assert report.stats.submitted == len(report.submitted) + map_items
+    assert_counters_reconcile(report, map_items)
 
 
 @pytest.mark.parametrize("new_loop", LOOPS)
@@ -919,7 +925,6 @@ def test_the_counters_of_a_wide_schedule_reconcile_with_what_the_tasks_did(
 ) -> None:
     report = run_on(new_loop, run_wide_schedule(spec, schedule))
     stats = report.stats
-    outcomes = collections.Counter(outcome(e.future) for e in report.submitted)
     read = sum(run.read for run in report.calls)
     # The items the calls queued: every input read, but for an async input under
     # max_pending the one read that the call may drop as it ends, the input in hand, while
@@ -927,16 +932,7 @@ def test_the_counters_of_a_wide_schedule_reconcile_with_what_the_tasks_did(
     items = stats.submitted - len(report.submitted)
     droppable = sum(1 for run in report.calls if run.spec.is_async and run.read)
     assert read - (droppable if spec.max_pending else 0) <= items <= read
-    assert stats.completed + stats.failed + stats.cancelled + stats.running + stats.pending == (
-        stats.submitted
-    )
-    assert (stats.pending, stats.running) == (0, 0)
-    assert stats.completed == outcomes["returned"] + report.map_returned
-    assert stats.failed == (outcomes["ValueError"] + outcomes["TimeoutError"] + report.map_raised)
-    assert stats.cancelled == (
-        outcomes["cancelled"] + items - report.map_returned - report.map_raised
-    )
-    assert stats.retried == report.flaky_failures
+    assert_counters_reconcile(report, items)
 
 
 @pytest.mark.parametrize("new_loop", LOOPS)
