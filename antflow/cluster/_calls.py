@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from itertools import islice
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -26,11 +26,10 @@ _T = TypeVar("_T")
 
 class CallHost(Protocol):
     """What a call asks of its executor (ClusterExecutor): sending and cancelling its
-    batches, running clean-up in the background, being told when it ends."""
+    batches, tracking its input's feeder task, being told when it ends."""
 
     def _send(self, payload: bytes, size: int, futures: None, call: Any) -> Batch: ...
     def _cancel_batch(self, batch: Batch) -> None: ...
-    def _background(self, awaitable: Awaitable[Any]) -> None: ...
     def _track(self, task: asyncio.Task[Any]) -> None: ...
     def _call_ended(self, call: Any) -> None: ...
     async def _ready(self) -> None: ...
