@@ -242,12 +242,10 @@ class BaseCall(Generic[_T]):
             if self._error is None:
                 self._error = exc
         finally:
-            if max_pending and pool._room_waiters and pool.pending < max_pending:
-                # The room woke this caller for a free place, one per item taken from
-                # the queue. If it filled fewer (its input or the call ended, or its
-                # window was full), the places left go on to the next waiters.
-                for _ in range(min(max_pending - pool.pending, len(pool._room_waiters))):
-                    pool._room.wake_one()
+            # The room woke this caller for a free place, one per item taken from the
+            # queue. If it filled fewer (its input or the call ended, or its window was
+            # full), the places left go on to the next waiters.
+            pool.pass_on_room()
 
     def _fill_sync(self, room: int) -> None:
         # No await here: the counters are settled once, after the loop.
@@ -326,10 +324,7 @@ class BaseCall(Generic[_T]):
                 self._error = exc
         finally:
             self._exhausted = True
-            if max_pending and pool._room_waiters and pool.pending < max_pending:
-                # A room wake-up stands for a free place (see Room): pass on any not used.
-                for _ in range(min(max_pending - pool.pending, len(pool._room_waiters))):
-                    pool._room.wake_one()
+            pool.pass_on_room()  # a room wake-up it did not use goes on (see Room)
             self._wake()
             await feeder.close_input()  # (which the call's end does not cut short)
 

@@ -220,6 +220,14 @@ class Pool:
         await self._room.wait(self.bind(), lambda: self.pending >= limit and self._state == OPEN)
         self.check_open()
 
+    def pass_on_room(self) -> None:
+        """Wake one room waiter per free place: a caller woken for room that queued less
+        than it was woken for passes the places it left on (see Room)."""
+        limit = self._max_pending
+        if limit and self._room_waiters:
+            for _ in range(min(limit - self.pending, len(self._room_waiters))):
+                self._room.wake_one()
+
     def _future_cancelled(self, future: AsyncFuture[Any], queued: bool) -> None:
         # (FutureOwner) A queued future stays in the queue, dead, until a worker skips it.
         self._cancelled += 1
