@@ -339,6 +339,22 @@ async def test_room_that_a_woken_call_does_not_fill_goes_on_to_the_next_waiter()
         assert await asyncio.wait_for(other, GENEROUS) == [1, 2]
 
 
+async def test_room_that_a_woken_call_over_a_sync_input_does_not_fill_goes_on() -> None:
+    # The same over synchronous inputs that the caller reads (a window below the pool's
+    # size keeps a call pushed): the call woken first finds its input empty.
+    async with pool(max_workers=2, max_pending=1) as (executor, gate):
+        await gate.hold()
+        await gate.hold()
+        executor.submit(echo, "queued")  # the queue is full
+        empty = asyncio.create_task(executor.map(echo, [], window=1))
+        other = asyncio.create_task(executor.map(echo, [1, 2], window=1))
+        await yield_to_the_loop()
+        assert len(executor._pool._room_waiters) == 2
+        gate.open()
+        assert await asyncio.wait_for(empty, GENEROUS) == []
+        assert await asyncio.wait_for(other, GENEROUS) == [1, 2]
+
+
 @pytest.mark.parametrize("kind", ["map", "map_iter"])
 async def test_an_async_input_never_queues_past_max_pending_when_others_take_the_room(
     kind: str,
