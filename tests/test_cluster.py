@@ -11,6 +11,7 @@ import itertools
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import cluster_items as items
 import pytest
@@ -528,6 +529,61 @@ async def test_the_deadline_ends_a_cluster_call_while_its_async_input_stalls(
         finally:
             stalls.go.set()
             await asyncio.wait({task}, timeout=10)
+
+
+@pytest.mark.parametrize("batch_size", [None, 100])
+async def test_a_slow_streams_item_leaves_without_waiting_for_its_batch_to_fill(
+    cluster_address: str, batch_size: int | None
+) -> None:
+    stalls = StallingInput(first=1)  # one item, then nothing until a result is back
+    got = []
+
+    async def consume(executor: ClusterExecutor) -> None:
+        async for value in executor.map_iter(items.double, stalls(), batch_size=batch_size):
+            got.append(value)
+            stalls.go.set()
+
+    async with ClusterExecutor(cluster_address) as executor:
+        try:
+            await asyncio.wait_for(consume(executor), 10)
+        finally:
+            stalls.go.set()
+    assert got == [0, 2]
+    assert stalls.closed
+
+
+async def test_a_lingering_batch_waits_for_room_in_the_window_then_leaves(
+    cluster_address: str,
+) -> None:
+    # Item 0 is out (0.5 s on its worker) and fills window=1 when item 1 has waited its
+    # linger: item 1 must leave once the caller takes item 0's batch, although the input
+    # gives nothing more until item 1's result is back.
+    go = asyncio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        yield 0
+        await asyncio.sleep(0.05)
+        yield 1
+        await go.wait()
+        yield 2
+
+    got = []
+
+    async def consume(executor: ClusterExecutor) -> None:
+        delays = [0.5, 0.0, 0.0]
+        async for value in executor.map_iter(
+            items.sleep_then, source(), delays, window=1, batch_size=100
+        ):
+            got.append(value)
+            if value == 1:
+                go.set()
+
+    async with ClusterExecutor(cluster_address) as executor:
+        try:
+            await asyncio.wait_for(consume(executor), 10)
+        finally:
+            go.set()
+    assert got == [0, 1, 2]
 
 
 async def test_aclose_of_a_cluster_map_iter_returns_once_its_input_is_closed(

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import _cluster_fixtures
@@ -79,6 +80,25 @@ async def test_an_argument_that_cannot_be_pickled_fails_with_a_type_error_naming
             with pytest.raises(TypeError, match=r"argument 0 .* for input 2"):
                 await executor.map(items.identity, [1, 2, sock, 4])
         assert await executor.submit(items.identity, "fine") == "fine"
+
+
+async def test_an_argument_that_cannot_be_pickled_in_a_lingering_batch_fails_the_call(
+    cluster_address: str,
+) -> None:
+    # The input stalls after its second item, so their batch leaves on its linger timer,
+    # outside the feeder's task: the pickling error must still reach the caller.
+    go = asyncio.Event()
+
+    async def source(sock: socket.socket) -> AsyncIterator[object]:
+        yield 1
+        yield sock
+        await go.wait()  # (never set: the call fails first, and its end closes the input)
+        yield 3
+
+    async with ClusterExecutor(cluster_address) as executor:
+        with socket.socket() as sock, pytest.raises(TypeError, match=r"argument 0 .* for input 1"):
+            await asyncio.wait_for(executor.map(items.identity, source(sock), batch_size=100), 10)
+        assert await executor.map(items.double, range(3)) == [0, 2, 4]  # still working
 
 
 async def test_a_client_passed_in_is_used_and_left_open(cluster_address: str) -> None:

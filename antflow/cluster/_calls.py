@@ -19,7 +19,11 @@ from .._inputs import READING, Feeder, zip_async
 from ._batching import Batch, BatchSizer, encode_map
 from ._runner import STOP_AFTER, STOP_ALL
 
-__all__ = ["MapCall", "MapIterStart", "MapIterator"]
+__all__ = ["LINGER_SECONDS", "MapCall", "MapIterStart", "MapIterator"]
+
+# How long the first item of a partly read batch of an async input may wait on the client
+# for the batch to fill: over a slow stream, a batch leaves with what it has by then.
+LINGER_SECONDS = 0.005
 
 _T = TypeVar("_T")
 
@@ -74,6 +78,9 @@ class MapCall(Generic[_T]):
         # An async input is read by a task of the call's own (``_feed``), so that a
         # pending read holds up neither the results nor the deadline.
         self._feeder: Feeder | None = None
+        self._partial: list[tuple[Any, ...]] = []  # read by the feeder, not yet sent
+        self._linger: asyncio.TimerHandle | None = None
+        self._linger_due = False
         if self._async is not None:
             self._feeder = Feeder(self._async, "antflow-cluster-input", executor._track)
 
@@ -107,34 +114,70 @@ class MapCall(Generic[_T]):
             feeder.more()
 
     async def _feed(self) -> None:
-        """Read the async input a batch at a time while the window has room, and send."""
+        """Read the async input while the window has room; send a batch once it is full,
+        or once its first item has waited ``LINGER_SECONDS`` (``_linger_ended``)."""
         feeder: Feeder = self._feeder  # type: ignore[assignment]
         feeder.state = READING
+        loop = self._loop
+        source = self._async
+        ended = False  # the input has no more items
         try:
-            while not self.closed and not self._exhausted:
+            while not self.closed:
+                items = self._partial
                 if len(self.inflight) >= self._window:
-                    await feeder.room(self._loop)  # the caller takes a batch: fill()
-                    continue
-                size = self.sizer.size
-                items = []
-                async for args in self._async:
+                    await feeder.room(loop)  # the caller takes a batch: fill()
+                elif items and (ended or self._linger_due or len(items) >= self.sizer.size):
+                    self._send_partial()
+                elif ended:
+                    break
+                else:
+                    try:
+                        args = await anext(source)
+                    except StopAsyncIteration:
+                        ended = True
+                        continue
+                    if self.closed:
+                        return  # ended while the input was read: send nothing more
+                    items = self._partial  # (a new list if the linger timer sent the last)
                     items.append(args)
-                    if len(items) >= size:
-                        break
-                if self.closed:
-                    return  # ended while the input was read: send nothing more
-                if len(items) < size:
-                    self._exhausted = True
-                if items:
-                    self._send_batch(items)
-                    self._wake()  # (a caller with no batch in flight waits for one)
+                    if len(items) == 1:
+                        self._linger = loop.call_later(LINGER_SECONDS, self._linger_ended)
         except BaseException as exc:  # the input raised: the caller raises it
-            if not self.closed and self.error is None:
-                self.error = exc
+            self._failed(exc)
         finally:
+            if self._linger is not None:
+                self._linger.cancel()
             self._exhausted = True
             self._wake()
             await feeder.close_input()  # (which the call's end does not cut short)
+
+    def _send_partial(self) -> None:
+        """Send the batch the feeder has read so far (it has room in the window)."""
+        items, self._partial, self._linger_due = self._partial, [], False
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self._send_batch(items)
+        self._wake()  # (a caller with no batch in flight waits for one)
+
+    def _linger_ended(self) -> None:
+        """A batch's first item has waited long enough: a slow stream's items leave now,
+        while the feeder still waits for the next one (or once the window has room)."""
+        self._linger = None
+        if self.closed or not self._partial:
+            return
+        if len(self.inflight) >= self._window:
+            self._linger_due = True  # the feeder sends it once the caller takes a batch
+            return
+        try:
+            self._send_partial()
+        except BaseException as exc:  # an item that cannot be pickled: the caller raises it
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self.closed and self.error is None:
+            self.error = exc
+        self._wake()
 
     async def wait_closed(self) -> None:
         """Wait until an async input is closed; raise what closing it raised."""
