@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ._compat import cancelling, uncancel
 from ._future import CANCELLED, RUNNING, AsyncFuture
 
-__all__ = ["Counters", "Slot", "future_cancelled", "future_failed"]
+__all__ = ["Counters", "Slot", "future_cancelled", "future_failed", "report_late_exception"]
 
 
 class Counters(Protocol):
@@ -83,6 +83,7 @@ class Slot:
             self.cancelled = None
             if cancelled is task:
                 uncancel(task)
+            report_late_exception(task, exc, "its map call had ended and cancelled it")
 
 
 def future_cancelled(item: AsyncFuture[Any], task: asyncio.Task[Any]) -> bool:
@@ -107,7 +108,22 @@ def future_failed(
     if item._state == RUNNING:
         counts._failed += 1
         item._set_exception(exc)
-    elif item._state == CANCELLED and item._runner is task:
+    elif item._state == CANCELLED:
         # Cancelled while it ran (its future is cancelled already), and it answered with
         # another exception: take back the cancel sent to the worker (see Slot.failed).
-        uncancel(task)
+        if item._runner is task:
+            uncancel(task)
+        report_late_exception(task, exc, "its future had been cancelled")
+
+
+def report_late_exception(task: asyncio.Task[Any], exc: BaseException, why: str) -> None:
+    """An item that was cancelled raised another exception, which no future or call can
+    take any more: the loop's exception handler gets it, as asyncio does with an
+    exception that nobody retrieved (decision 22)."""
+    task.get_loop().call_exception_handler(
+        {
+            "message": f"an antflow item raised {type(exc).__name__} after {why}",
+            "exception": exc,
+            "task": task,
+        }
+    )

@@ -743,3 +743,51 @@ async def test_an_item_whose_clean_up_raises_on_cancel_leaves_its_worker_as_it_w
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(executor.map(cancelled_inside, range(3)), SAFETY_TIMEOUT)
         assert await executor.submit(asyncio.sleep, 0, "ok").result() == "ok"
+
+
+@pytest.mark.parametrize("options", EXECUTOR_OPTIONS)
+@pytest.mark.parametrize("way", CANCEL_WAYS)
+async def test_an_exception_that_a_cancelled_item_raises_reaches_the_loops_exception_handler(
+    way: str, options: dict[str, Any]
+) -> None:
+    # Its future is cancelled, or its call has ended: nothing can take the exception any
+    # more, so it goes where asyncio sends an exception that nobody retrieved.
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    entered = asyncio.Event()
+
+    async def clean_up_raises(x: int) -> int:
+        entered.set()
+        try:
+            await asyncio.sleep(SAFETY_TIMEOUT)
+        except asyncio.CancelledError:
+            raise RuntimeError("the clean-up failed") from None
+        return x
+
+    try:
+        executor = AsyncExecutor(max_workers=1, **options)
+        future = None
+        if way == "map-deadline":
+            with pytest.raises(asyncio.TimeoutError):
+                await executor.map(clean_up_raises, [0], timeout=0.02)
+        elif way == "map_iter-deadline":
+            with pytest.raises(asyncio.TimeoutError):
+                async for _ in executor.map_iter(clean_up_raises, [0], timeout=0.02):
+                    pass
+        else:
+            future = executor.submit(clean_up_raises, 0)
+            await asyncio.wait_for(entered.wait(), SAFETY_TIMEOUT)
+            assert future.cancel()
+        await until(lambda: bool(reported))
+        await executor.shutdown()
+        assert len(reported) == 1
+        error = reported[0]["exception"]
+        assert type(error) is RuntimeError and str(error) == "the clean-up failed"
+        assert reported[0]["message"].startswith("an antflow item raised RuntimeError after")
+        if future is not None:
+            assert future.cancelled()  # the future still ends cancelled, once
+        stats = executor.stats()
+        assert (stats.cancelled, stats.failed) == (1, 0)
+    finally:
+        loop.set_exception_handler(None)
