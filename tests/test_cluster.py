@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import cluster_items as items
 import pytest
@@ -529,6 +531,43 @@ async def test_the_deadline_ends_a_cluster_call_while_its_async_input_stalls(
         finally:
             stalls.go.set()
             await asyncio.wait({task}, timeout=10)
+
+
+async def test_an_async_input_at_any_pace_gives_every_result_in_order(
+    cluster_address: str,
+) -> None:
+    # Pauses around the linger (none, shorter, longer), bursts, windows of 1 - 3 batches
+    # and fixed or adaptive batch sizes: batches leave full, on their linger timer, or
+    # due once the window has room, and no item is lost, doubled or reordered.
+    rng = random.Random(2026)
+
+    async def paced(pauses: list[float]) -> AsyncIterator[int]:
+        for i, pause in enumerate(pauses):
+            if pause:
+                await asyncio.sleep(pause)
+            yield i
+
+    async with ClusterExecutor(cluster_address) as executor:
+        for _ in range(12):
+            n = rng.randint(1, 40)
+            pauses = [rng.choice([0.0, 0.0, 0.001, 0.004, 0.008, 0.02]) for _ in range(n)]
+            window = rng.choice([1, 2, 3])
+            batch_size = rng.choice([None, 1, 3, 100])
+            expected = [2 * i for i in range(n)]
+            schedule = (n, window, batch_size)
+            got = await asyncio.wait_for(
+                executor.map(items.double, paced(pauses), window=window, batch_size=batch_size),
+                20,
+            )
+            assert got == expected, schedule
+
+            async def collect(pauses: list[float] = pauses, **kw: Any) -> list[int]:
+                return [v async for v in executor.map_iter(items.double, paced(pauses), **kw)]
+
+            got = await asyncio.wait_for(collect(window=window, batch_size=batch_size), 20)
+            assert got == expected, schedule
+        stats = executor.stats()
+    assert stats.completed == stats.submitted and stats.running == stats.pending == 0
 
 
 @pytest.mark.parametrize("batch_size", [None, 100])
