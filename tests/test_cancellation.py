@@ -697,13 +697,9 @@ CANCEL_WAYS = [
 ]
 
 
-@pytest.mark.parametrize("options", EXECUTOR_OPTIONS)
-@pytest.mark.parametrize("way", CANCEL_WAYS)
-async def test_an_item_whose_clean_up_raises_on_cancel_leaves_its_worker_as_it_was(
-    way: str, options: dict[str, Any]
-) -> None:
-    # The item is cancelled, and its clean-up raises another exception. Later items on
-    # the same (only) worker must see no cancel that was not meant for them.
+async def cancel_an_item_whose_clean_up_raises(executor: AsyncExecutor, way: str) -> Any:
+    """Start one item on ``executor`` and cancel it the ``way`` of CANCEL_WAYS; the item
+    answers its cancel with a RuntimeError. Returns its future (the "future-cancel" way)."""
     entered = asyncio.Event()
 
     async def clean_up_raises(x: int) -> int:
@@ -713,6 +709,29 @@ async def test_an_item_whose_clean_up_raises_on_cancel_leaves_its_worker_as_it_w
         except asyncio.CancelledError:
             raise RuntimeError("the clean-up failed") from None
         return x
+
+    if way == "map-deadline":
+        with pytest.raises(asyncio.TimeoutError):
+            await executor.map(clean_up_raises, [0], timeout=0.02)
+        return None
+    if way == "map_iter-deadline":
+        with pytest.raises(asyncio.TimeoutError):
+            async for _ in executor.map_iter(clean_up_raises, [0], timeout=0.02):
+                pass
+        return None
+    future = executor.submit(clean_up_raises, 0)
+    await asyncio.wait_for(entered.wait(), SAFETY_TIMEOUT)
+    assert future.cancel()
+    return future
+
+
+@pytest.mark.parametrize("options", EXECUTOR_OPTIONS)
+@pytest.mark.parametrize("way", CANCEL_WAYS)
+async def test_an_item_whose_clean_up_raises_on_cancel_leaves_its_worker_as_it_was(
+    way: str, options: dict[str, Any]
+) -> None:
+    # The item is cancelled, and its clean-up raises another exception. Later items on
+    # the same (only) worker must see no cancel that was not meant for them.
 
     async def cancelled_inside(x: int) -> int:
         await asyncio.sleep(0)
@@ -724,17 +743,7 @@ async def test_an_item_whose_clean_up_raises_on_cancel_leaves_its_worker_as_it_w
         await asyncio.sleep(SAFETY_TIMEOUT)
 
     async with AsyncExecutor(max_workers=1, **options) as executor:
-        if way == "map-deadline":
-            with pytest.raises(asyncio.TimeoutError):
-                await executor.map(clean_up_raises, [0], timeout=0.02)
-        elif way == "map_iter-deadline":
-            with pytest.raises(asyncio.TimeoutError):
-                async for _ in executor.map_iter(clean_up_raises, [0], timeout=0.02):
-                    pass
-        else:
-            future = executor.submit(clean_up_raises, 0)
-            await asyncio.wait_for(entered.wait(), SAFETY_TIMEOUT)
-            assert future.cancel()
+        await cancel_an_item_whose_clean_up_raises(executor, way)
         # A task_timeout that runs out fails its item with TimeoutError, not a cancel.
         late = executor.submit(overruns, task_timeout=0.02)
         with pytest.raises(asyncio.TimeoutError, match="task_timeout"):
@@ -755,30 +764,9 @@ async def test_an_exception_that_a_cancelled_item_raises_reaches_the_loops_excep
     loop = asyncio.get_running_loop()
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    entered = asyncio.Event()
-
-    async def clean_up_raises(x: int) -> int:
-        entered.set()
-        try:
-            await asyncio.sleep(SAFETY_TIMEOUT)
-        except asyncio.CancelledError:
-            raise RuntimeError("the clean-up failed") from None
-        return x
-
     try:
         executor = AsyncExecutor(max_workers=1, **options)
-        future = None
-        if way == "map-deadline":
-            with pytest.raises(asyncio.TimeoutError):
-                await executor.map(clean_up_raises, [0], timeout=0.02)
-        elif way == "map_iter-deadline":
-            with pytest.raises(asyncio.TimeoutError):
-                async for _ in executor.map_iter(clean_up_raises, [0], timeout=0.02):
-                    pass
-        else:
-            future = executor.submit(clean_up_raises, 0)
-            await asyncio.wait_for(entered.wait(), SAFETY_TIMEOUT)
-            assert future.cancel()
+        future = await cancel_an_item_whose_clean_up_raises(executor, way)
         await until(lambda: bool(reported))
         await executor.shutdown()
         assert len(reported) == 1
