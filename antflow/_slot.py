@@ -117,9 +117,18 @@ def future_failed(
 
 
 def report_late_exception(task: asyncio.Task[Any], exc: BaseException, why: str) -> None:
-    """An item that was cancelled raised another exception, which no future or call can
-    take any more: the loop's exception handler gets it, as asyncio does with an
-    exception that nobody retrieved (decision 22)."""
+    """An item that was cancelled answered with another exception, which no future or call
+    can take any more: the loop's exception handler gets it, as asyncio does with an
+    exception that nobody retrieved (decision 22).
+
+    Only an exception raised while the item unwound from the CancelledError (in an
+    ``except`` or ``finally`` around the await that got it) is reported. An item in a
+    Task of its own may also have failed on its own just before the cancel came, its
+    worker not yet told: that failure is dropped, as it is when it comes after its call
+    has failed (the call's caller has its first error already) and as ``gather`` does.
+    """
+    if not isinstance(exc.__context__, asyncio.CancelledError):
+        return
     task.get_loop().call_exception_handler(
         {
             "message": f"an antflow item raised {type(exc).__name__} after {why}",

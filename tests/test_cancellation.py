@@ -779,3 +779,30 @@ async def test_an_exception_that_a_cancelled_item_raises_reaches_the_loops_excep
         assert (stats.cancelled, stats.failed) == (1, 0)
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_an_item_that_failed_on_its_own_as_its_future_was_cancelled_reports_nothing() -> None:
+    # In a Task of its own (propagate_context), an item may fail just before its future is
+    # cancelled, its worker not yet told. That failure did not answer the cancel: it is
+    # dropped (the future ends cancelled), not reported as a failed clean-up.
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    holder: list[Any] = []
+
+    async def fails_as_the_cancel_comes() -> None:
+        await asyncio.sleep(0)
+        loop.call_soon(holder[0].cancel)  # runs before the worker hears of the failure
+        raise ValueError("its own failure")
+
+    try:
+        async with AsyncExecutor(max_workers=1, propagate_context=True) as executor:
+            future = executor.submit(fails_as_the_cancel_comes)
+            holder.append(future)
+            assert await executor.submit(asyncio.sleep, 0, "after").result() == "after"
+            assert future.cancelled()
+            stats = executor.stats()
+            assert (stats.cancelled, stats.failed) == (1, 0)
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
