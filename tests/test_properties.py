@@ -9,8 +9,9 @@ failing, possibly cancelled later), let the loop run, and shut down with or with
 ``wait`` and ``cancel_futures``.
 
 The *wide* schedules (``wide_schedules``) run on an executor that may also have a
-``max_pending`` of one to three (so that ``submit`` may be refused with ``QueueFull``) and a
-``max_per_second`` of 200 to 2000, and add to those operations:
+``max_pending`` of one to three (so that ``submit`` may be refused with ``QueueFull``), a
+``max_per_second`` of 200 to 2000 and ``propagate_context`` (each item in a Task of its
+own), and add to those operations:
 
 - ``asubmit``, in a task of its own, which waits for room in the queue;
 - ``map`` and ``map_iter`` calls over a synchronous or an async input (an async generator
@@ -48,7 +49,9 @@ Whatever the schedule (the tests of the basic schedules check what those can sho
 - work is refused with ``ExecutorShutdownError`` after a shutdown and only then, or with
   ``QueueFull`` only by ``submit`` when ``max_pending`` items wait;
 - once ``shutdown(wait=True)`` returns, every future is done, and no task of the executor is
-  left (none but the test's own, which then end, leaving no task at all).
+  left (none but the test's own, which then end, leaving no task at all);
+- the loop's exception handler is never called (no task kind answers a cancel with another
+  exception, so every exception has a future or a call to go to).
 
 Hypothesis drives synchronous tests; each example runs on a fresh event loop of each kind
 (asyncio and uvloop), since pytest-asyncio's loop fixtures and hypothesis do not mix.
@@ -106,6 +109,7 @@ class ExecutorSpec:
     max_workers: int
     max_pending: int = 0
     max_per_second: float | None = None
+    propagate_context: bool = False  # each item in a Task of its own
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,7 @@ executor_specs = st.builds(
     max_workers=pool_sizes,
     max_pending=st.one_of(st.just(0), st.integers(min_value=1, max_value=3)),
     max_per_second=st.one_of(st.none(), st.integers(min_value=200, max_value=2000).map(float)),
+    propagate_context=st.booleans(),
 )
 
 
@@ -270,6 +275,7 @@ class Report:
     leftover_workers: list[str] = field(default_factory=list)
     leftover_tasks: list[str] = field(default_factory=list)  # after the helpers ended
     refused_after_end: bool = False
+    handler_calls: list[str] = field(default_factory=list)  # the loop's exception handler
 
 
 class Runner:
@@ -282,6 +288,7 @@ class Runner:
             max_workers=spec.max_workers,
             max_pending=spec.max_pending,
             max_per_second=spec.max_per_second,
+            propagate_context=spec.propagate_context,
             name=self.prefix,
         )
         self.active = 0
@@ -579,6 +586,11 @@ class Runner:
     async def run(self, schedule: list[tuple[Any, ...]]) -> Report:
         report = self.report
         executor = self.executor
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, context: report.handler_calls.append(
+                f"{context.get('message')}: {context.get('exception')!r}"
+            )
+        )
         self.helper(self.sampler())
         for self.step, op in enumerate(schedule):
             name = op[0]
@@ -970,6 +982,19 @@ def test_nothing_of_the_executor_outlives_the_shutdown_of_a_wide_schedule(
     assert report.after_shutdown == []
     assert report.leftover_workers == []
     assert report.leftover_tasks == []
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+@PROPERTY_SETTINGS
+@given(spec=executor_specs, schedule=wide_schedules)
+def test_no_exception_of_a_wide_schedule_is_left_to_the_loops_exception_handler(
+    new_loop: LoopFactory, spec: ExecutorSpec, schedule: list[tuple[Any, ...]]
+) -> None:
+    # No task kind of the schedules answers a cancel with another exception, so every
+    # exception has a future or a call to go to: the handler (decision 22) gets none,
+    # nor any error of the executor's own.
+    report = run_on(new_loop, run_wide_schedule(spec, schedule))
+    assert report.handler_calls == []
 
 
 # -- map and map_iter over random inputs --------------------------------------------------
