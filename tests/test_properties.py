@@ -888,8 +888,11 @@ def test_a_drain_deadline_in_a_wide_schedule_cancels_every_future_left_unfinishe
     new_loop: LoopFactory, spec: ExecutorSpec, schedule: list[tuple[Any, ...]]
 ) -> None:
     report = run_on(new_loop, run_wide_schedule(spec, schedule))
-    cut = {e.key: outcome(e.future) for e in report.submitted if e.cut_by_deadline}
-    assert cut == {key: "cancelled" for key in cut}
+    # Cancelled, save for the one limit of Python 3.10 that allowed_outcomes spells out.
+    cut = [e for e in report.submitted if e.cut_by_deadline]
+    assert {
+        e.key: outcome(e.future) for e in cut if outcome(e.future) not in allowed_outcomes(e)
+    } == {}
     assert report.after_shutdown == []
 
 
