@@ -129,10 +129,12 @@ def report_late_exception(task: asyncio.Task[Any], exc: BaseException, why: str)
     """
     if not isinstance(exc.__context__, asyncio.CancelledError):
         return
+    # Not under the key "task": from 3.12 a handler runs in that task's context, which
+    # is the one running now, and entering it again raises RuntimeError.
     task.get_loop().call_exception_handler(
         {
             "message": f"an antflow item raised {type(exc).__name__} after {why}",
             "exception": exc,
-            "task": task,
+            "worker": task.get_name(),
         }
     )
