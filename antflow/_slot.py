@@ -18,6 +18,7 @@ __all__ = ["Counters", "Slot", "future_cancelled", "future_failed", "report_late
 
 
 class Counters(Protocol):
+    _completed: int
     _failed: int
     _cancelled: int
 
@@ -40,12 +41,28 @@ class Slot:
         self.cancelled: asyncio.Task[Any] | None = None
 
     def cancel(self, counts: Counters) -> None:
-        """Cancel the item running here (its call is ending); it counts as cancelled."""
-        self.call._lost += 1
+        """Cancel the item running here (its call is ending); it counts as cancelled.
+
+        An item in a Task of its own may have ended already, its worker not yet told (it
+        hears in a later loop iteration): then nothing is cancelled, and the item counts
+        as what it did. Its outcome goes nowhere, as the call has ended.
+        """
+        call, runner = self.call, self._runner
         self.call = None
-        self.cancelled = self._runner
+        if runner.done() and not runner.cancelled():
+            if runner.exception() is not None:
+                call._lost += 1
+                counts._failed += 1
+            elif not call._pull:
+                counts._completed += 1  # (as the worker counts a pushed call's success)
+            elif call._places:
+                call._done += 1  # a pulled map_iter counts its successes
+            # (a pulled map derives its successes from its reads: MapCall.counts)
+            return
+        call._lost += 1
+        self.cancelled = runner
         counts._cancelled += 1
-        self._runner.cancel()
+        runner.cancel()
 
     def settle_cancelled(self, task: asyncio.Task[Any], counts: Counters) -> bool:
         """A CancelledError came out of this slot's item; return False if the worker

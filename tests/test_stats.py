@@ -13,6 +13,7 @@ import itertools
 from typing import Any
 
 import pytest
+from _helpers import read_async
 
 from antflow import AsyncExecutor, AsyncFuture, ExecutorStats
 
@@ -347,3 +348,42 @@ async def test_the_counters_of_a_pulled_call_reconcile_at_every_moment(method: s
         assert outcomes == [*range(30), (30,)]
         assert (end.running, end.pending, end.failed, end.retried) == (0, 0, 1, 0)
         assert 31 <= end.submitted <= 30 + 5 and end.completed >= 30
+
+
+@pytest.mark.parametrize("late", ["returns", "raises"])
+@pytest.mark.parametrize("input_kind", ["list", "async"])
+@pytest.mark.parametrize("method", ["map", "map_iter"])
+async def test_an_item_that_ended_as_its_call_ended_counts_as_what_it_did(
+    method: str, input_kind: str, late: str
+) -> None:
+    # In Tasks of their own, item 1 may end in the loop iteration before its call ends
+    # (map: item 0 failed; map_iter: the consumer left after item 0), its worker not yet
+    # told. Whether it ended first or was cancelled, the counters say what it did.
+    # (A list is pulled by the workers, an async input pushed: both kinds of call.)
+    for extra_steps in (0, 1, 2):  # the race needs 0 for map, 1 for map_iter
+        did = {"returned": 0, "raised": 0}
+
+        async def item(x: int, extra_steps: int = extra_steps, did: dict[str, int] = did) -> int:
+            for _ in range(1 + (extra_steps if x == 1 else 0)):
+                await asyncio.sleep(0)
+            if x == 0 and method == "map":
+                did["raised"] += 1
+                raise ValueError("the first item fails")
+            if x == 1 and late == "raises":
+                did["raised"] += 1
+                raise KeyError("a failure of its own")
+            did["returned"] += 1
+            return x
+
+        inputs: Any = [0, 1] if input_kind == "list" else read_async([0, 1])
+        async with AsyncExecutor(max_workers=2, propagate_context=True) as executor:
+            if method == "map":
+                with pytest.raises(ValueError):
+                    await asyncio.wait_for(executor.map(item, inputs), GENEROUS)
+            else:
+                async for _ in executor.map_iter(item, inputs):
+                    break
+        stats = executor.stats()
+        assert (stats.completed, stats.failed) == (did["returned"], did["raised"]), extra_steps
+        assert stats.cancelled == 2 - sum(did.values()), extra_steps
+        assert reconciles(stats)
