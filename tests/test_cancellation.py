@@ -781,28 +781,41 @@ async def test_an_exception_that_a_cancelled_item_raises_reaches_the_loops_excep
         loop.set_exception_handler(None)
 
 
-async def test_an_item_that_failed_on_its_own_as_its_future_was_cancelled_reports_nothing() -> None:
-    # In a Task of its own (propagate_context), an item may fail just before its future is
-    # cancelled, its worker not yet told. That failure did not answer the cancel: it is
-    # dropped (the future ends cancelled), not reported as a failed clean-up.
+@pytest.mark.parametrize("ending", ["returns", "raises"])
+async def test_cancel_of_a_future_whose_task_has_just_ended_returns_false_and_keeps_its_outcome(
+    ending: str,
+) -> None:
+    # In a Task of its own (propagate_context), an item may end just before its future is
+    # cancelled, its worker not yet told. It has ended: cancel() says False, as for a
+    # finished future, and the future gets the item's own outcome; nothing is reported.
     loop = asyncio.get_running_loop()
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
     holder: list[Any] = []
+    answers: list[bool] = []
 
-    async def fails_as_the_cancel_comes() -> None:
+    async def ends_as_the_cancel_comes() -> str:
         await asyncio.sleep(0)
-        loop.call_soon(holder[0].cancel)  # runs before the worker hears of the failure
-        raise ValueError("its own failure")
+        # Runs before the worker hears that this Task has ended:
+        loop.call_soon(lambda: answers.append(holder[0].cancel()))
+        if ending == "raises":
+            raise ValueError("its own failure")
+        return "its own result"
 
     try:
         async with AsyncExecutor(max_workers=1, propagate_context=True) as executor:
-            future = executor.submit(fails_as_the_cancel_comes)
+            future = executor.submit(ends_as_the_cancel_comes)
             holder.append(future)
             assert await executor.submit(asyncio.sleep, 0, "after").result() == "after"
-            assert future.cancelled()
+            assert answers == [False]
+            assert not future.cancelled()
             stats = executor.stats()
-            assert (stats.cancelled, stats.failed) == (1, 0)
+            if ending == "raises":
+                assert isinstance(future.exception(), ValueError)
+                assert (stats.completed, stats.failed, stats.cancelled) == (1, 1, 0)
+            else:
+                assert await future.result() == "its own result"
+                assert (stats.completed, stats.failed, stats.cancelled) == (2, 0, 0)
         assert reported == []
     finally:
         loop.set_exception_handler(None)
