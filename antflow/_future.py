@@ -165,19 +165,15 @@ class AsyncFuture(Generic[_T]):
         A queued task never starts (its function is not called, so no coroutine is
         created). A running task's coroutine receives :class:`asyncio.CancelledError`;
         its worker slot is free again once the coroutine has unwound. Either way the
-        future is cancelled at once. A task in a Task of its own (a context) that has
-        ended, its worker not yet told, has ended too: False, and the worker settles the
-        future with its outcome in a later loop iteration.
+        future is cancelled at once.
         """
         state = self._state
         if state >= FINISHED:
             return False
-        runner = self._runner
-        if runner is not None and runner.done() and not runner.cancelled():
-            return False
         self._state = CANCELLED
         self._fn = self._args = self._kwargs = None
         self._owner._future_cancelled(self, state == PENDING)
+        runner = self._runner
         if runner is not None:
             runner.cancel()
         self._ended()
