@@ -79,8 +79,8 @@ class MapCall(Generic[_T]):
         # pending read holds up neither the results nor the deadline.
         self._feeder: Feeder | None = None
         self._partial: list[tuple[Any, ...]] = []  # read by the feeder, not yet sent
+        # Armed at a batch's first item; None with items read once it has fired (due).
         self._linger: asyncio.TimerHandle | None = None
-        self._linger_due = False
         if self._async is not None:
             self._feeder = Feeder(self._async, "antflow-cluster-input", executor._track)
 
@@ -126,7 +126,7 @@ class MapCall(Generic[_T]):
                 items = self._partial
                 if len(self.inflight) >= self._window:
                     await feeder.room(loop)  # the caller takes a batch: fill()
-                elif items and (ended or self._linger_due or len(items) >= self.sizer.size):
+                elif items and (ended or self._linger is None or len(items) >= self.sizer.size):
                     self._send_partial()
                 elif ended:
                     break
@@ -153,7 +153,7 @@ class MapCall(Generic[_T]):
 
     def _send_partial(self) -> None:
         """Send the batch the feeder has read so far (it has room in the window)."""
-        items, self._partial, self._linger_due = self._partial, [], False
+        items, self._partial = self._partial, []
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
@@ -167,8 +167,7 @@ class MapCall(Generic[_T]):
         if self.closed or not self._partial:
             return
         if len(self.inflight) >= self._window:
-            self._linger_due = True  # the feeder sends it once the caller takes a batch
-            return
+            return  # due: the feeder sends it once the caller takes a batch
         try:
             self._send_partial()
         except BaseException as exc:  # an item that cannot be pickled: the caller raises it
