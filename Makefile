@@ -9,11 +9,13 @@ MATRIX ?= 3.10 3.11 3.12 3.13
 PYTEST_ARGS ?=
 EXTRAS ?= dev,bench
 FRESH_TARGETS ?= test
+MINUTES ?= 10
+FUZZ_ARGS ?=
 
-.PHONY: help venv test test-matrix fresh-clone lint typecheck dist bench profile loadtest clean
+.PHONY: help venv test test-matrix fuzz fresh-clone lint typecheck dist bench profile loadtest clean
 
 help:
-	@echo "make test | test-matrix | fresh-clone | lint | typecheck | dist | bench | profile | loadtest | clean"
+	@echo "make test | test-matrix | fuzz | fresh-clone | lint | typecheck | dist | bench | profile | loadtest | clean"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +32,10 @@ test: $(STAMP)
 # `make test-matrix MATRIX=3.12 PYTEST_ARGS="tests/test_future.py -q"` for one version and file.
 test-matrix:
 	$(PYTHON) scripts/test_matrix.py --pyenv-root $(PYENV_ROOT) --versions $(MATRIX) -- $(PYTEST_ARGS)
+
+# The property tests on random schedules, round after round, for MINUTES (FUZZ_ARGS: e.g. -k wide).
+fuzz: $(STAMP)
+	$(PY) scripts/fuzz.py --minutes $(MINUTES) $(FUZZ_ARGS)
 
 # The committed HEAD cloned into a temporary folder, then `make $(FRESH_TARGETS)` there.
 fresh-clone:

@@ -57,6 +57,7 @@ Hypothesis drives synchronous tests; each example runs on a fresh event loop of 
 (asyncio and uvloop), since pytest-asyncio's loop fixtures and hypothesis do not mix.
 Examples are derandomized, so CI runs the same schedules every time (the interleavings may
 differ from run to run where timers are involved: the properties hold for every one).
+``make fuzz`` (scripts/fuzz.py) runs the same properties on many random schedules instead.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ import asyncio
 import collections
 import functools
 import itertools
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -85,11 +87,18 @@ LOOPS = [
 ]
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
+# CI runs 50 fixed (derandomized) schedules per property. `make fuzz` (scripts/fuzz.py) sets
+# ANTFLOW_PROPERTY_EXAMPLES to run that many random ones instead, drawn from hypothesis's seed
+# (--hypothesis-seed), and to print the blob that reproduces a failing example.
+_FUZZ_EXAMPLES = int(os.environ.get("ANTFLOW_PROPERTY_EXAMPLES") or 0)
+if _FUZZ_EXAMPLES < 0:
+    raise ValueError(f"ANTFLOW_PROPERTY_EXAMPLES must be 0 (off) or more, got {_FUZZ_EXAMPLES}")
 PROPERTY_SETTINGS = settings(
-    max_examples=50,
+    max_examples=_FUZZ_EXAMPLES or 50,
     deadline=None,
-    derandomize=True,
+    derandomize=not _FUZZ_EXAMPLES,
     database=None,
+    print_blob=bool(_FUZZ_EXAMPLES),
     suppress_health_check=[HealthCheck.too_slow],
 )
 
