@@ -114,7 +114,7 @@ class BaseCall(Generic[_T]):
         self._began = False
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # see _begin
         self._open = False  # between _begin and _end: the executor runs its items
-        self._room_waiter: asyncio.Future[None] | None = None  # see Room.wait
+        self._room_waiter: tuple[int, asyncio.Future[None]] | None = None  # see Room.wait
         # An async input is read by a task of the call's own (see _feed).
         self._feeder: Feeder | None = None
         if self._is_async:
@@ -296,15 +296,14 @@ class BaseCall(Generic[_T]):
                 if self._space() <= 0:
                     await feeder.room(self._loop)  # the caller frees space: _feed_more
                     continue
-                woken = False
+                ticket = None  # its place in the line for room, once it has waited
                 if max_pending and pool.pending >= max_pending:
-                    await pool.wait_for_room(self)  # read only when the queue has room
+                    ticket = await pool.wait_for_room(self)  # read only when there is room
                     if not self._open:
                         break
-                    woken = True
                     if pool._room_waiters:
                         # The read may stall: let the place go on to the next waiter
-                        # rather than hold it idle, and wait again at the front if needed.
+                        # rather than hold it idle, and wait again at its place if needed.
                         pool._room.wake_one()
                 try:
                     args = await anext(source)
@@ -313,7 +312,7 @@ class BaseCall(Generic[_T]):
                 if max_pending and self._open and pool.pending >= max_pending:
                     # Others took the room while the input was awaited: wait for it again,
                     # the input in hand, so that no more than max_pending items wait.
-                    await pool.wait_for_room(self, first=woken)
+                    await pool.wait_for_room(self, ticket)
                 if not self._open:
                     break  # the call ended while its input was awaited: queue nothing more
                 index = self._count

@@ -75,7 +75,7 @@ class Call(Protocol):
     _pull: bool  # workers read its input (it stands in the ring); else it queues entries
     _lost: int  # items that failed or were cancelled
     _open: bool  # between the call's start and its end
-    _room_waiter: asyncio.Future[None] | None  # see Room.wait
+    _room_waiter: tuple[int, asyncio.Future[None]] | None  # its place in line: Room.wait
 
     def counts(self) -> tuple[int, int]: ...
 
@@ -205,20 +205,22 @@ class Pool:
     def check_room(self) -> None:
         self._room.check(self.pending)
 
-    async def wait_for_room(self, call: Call | None = None, first: bool = False) -> None:
-        """Wait until fewer than ``max_pending`` items are queued.
+    async def wait_for_room(self, call: Call | None = None, ticket: int | None = None) -> int:
+        """Wait until fewer than ``max_pending`` items are queued; return the caller's ticket.
 
         A ``call`` in progress (accepted work) may go on after shutdown, and stops waiting
         when it ends (``BaseCall._end``); new work (``asubmit``) raises
-        ExecutorShutdownError instead. ``first``: at the front of the line (see Room.wait).
+        ExecutorShutdownError instead. ``ticket``: wait at that place in line (Room.wait).
         """
         limit = self._max_pending
         if call is not None:
             full = lambda: self.pending >= limit and call._open  # noqa: E731
-            await self._room.wait(self.bind(), full, call, first)
-            return
-        await self._room.wait(self.bind(), lambda: self.pending >= limit and self._state == OPEN)
+            return await self._room.wait(self.bind(), full, call, ticket)
+        ticket = await self._room.wait(
+            self.bind(), lambda: self.pending >= limit and self._state == OPEN
+        )
         self.check_open()
+        return ticket
 
     def pass_on_room(self) -> None:
         """Wake one room waiter per free place: a caller woken for room that queued less

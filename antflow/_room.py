@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +21,19 @@ class Room:
     wake-up passes it on, and so does a map call that queues less than it was woken for
     (``BaseCall._fill``, ``BaseCall._feed``); a call that ends while it waits leaves
     without one (``release``).
+
+    Waiters are served in the order they came. Each has a ticket, its number in that
+    order, and the line is kept sorted by ticket: a waiter woken for a place that a
+    ``submit`` took before it ran goes back to its place, behind the waiters that came
+    before it and ahead of the rest, however many were overtaken together.
     """
 
-    __slots__ = ("limit", "waiters")
+    __slots__ = ("_tickets", "limit", "waiters")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.waiters: deque[tuple[int, asyncio.Future[None]]] = deque()  # (ticket, waiter)
+        self._tickets = itertools.count()
 
     def check(self, pending: int) -> None:
         if pending >= self.limit:
@@ -40,54 +47,64 @@ class Room:
         loop: asyncio.AbstractEventLoop,
         full: Callable[[], bool],
         holder: Any = None,
-        first: bool = False,
-    ) -> None:
+        ticket: int | None = None,
+    ) -> int:
         """Wait until ``full()`` is false, waking once per item taken from the queue.
 
-        A ``holder`` (a map call) keeps the waiter in ``holder._room_waiter`` while it
-        waits, so that it can stop waiting when it ends (``release``). ``first``: wait at
-        the front of the line (a caller that was woken first already and let the place go
-        on, see ``BaseCall._feed``)."""
-        woken = first
+        A ``holder`` (a map call) keeps its place in the line in ``holder._room_waiter``
+        while it waits, so that it can stop waiting when it ends (``release``). Returns the
+        caller's ticket: a caller that was woken, let its place go on and must wait again
+        passes it back (``ticket``) to wait at its old place (see ``BaseCall._feed``)."""
+        if ticket is None:
+            ticket = next(self._tickets)
         while full():
-            waiter: asyncio.Future[None] = loop.create_future()
-            if woken:  # woken first in line, but others took the room: still first
-                self.waiters.appendleft(waiter)
-            else:
-                self.waiters.append(waiter)
-            woken = True
+            entry = (ticket, loop.create_future())
+            self._line_up(entry)
             if holder is not None:
-                holder._room_waiter = waiter
+                holder._room_waiter = entry
             try:
-                await waiter
+                await entry[1]
             except BaseException:
-                if waiter.done() and not waiter.cancelled():
+                if entry[1].done() and not entry[1].cancelled():
                     self.wake_one()  # a wake-up this waiter cannot use goes to the next one
-                elif waiter in self.waiters:  # (wake_one drops cancelled waiters itself)
-                    self.waiters.remove(waiter)
+                elif entry in self.waiters:  # (wake_one drops cancelled waiters itself)
+                    self.waiters.remove(entry)
                 raise
             finally:
                 if holder is not None:
                     holder._room_waiter = None
+        return ticket
 
-    def release(self, waiter: asyncio.Future[None]) -> None:
+    def _line_up(self, entry: tuple[int, asyncio.Future[None]]) -> None:
+        waiters = self.waiters
+        if not waiters or waiters[-1][0] < entry[0]:
+            waiters.append(entry)  # a newcomer: the back of the line
+            return
+        place = 0  # one woken and overtaken: back to its place, near the front
+        for ticket, _ in waiters:
+            if ticket > entry[0]:
+                break
+            place += 1
+        waiters.insert(place, entry)
+
+    def release(self, entry: tuple[int, asyncio.Future[None]]) -> None:
         """Let one waiter go without a place (its call has ended): it takes no wake-up."""
-        if waiter in self.waiters:
-            self.waiters.remove(waiter)
-            if not waiter.done():
-                waiter.set_result(None)
+        if entry in self.waiters:
+            self.waiters.remove(entry)
+            if not entry[1].done():
+                entry[1].set_result(None)
 
     def wake_one(self) -> None:
-        """An item left the queue: let one waiter go on."""
+        """An item left the queue: let the first waiter in line go on."""
         waiters = self.waiters
         while waiters:
-            waiter = waiters.popleft()
+            waiter = waiters.popleft()[1]
             if not waiter.done():
                 waiter.set_result(None)
                 return
 
     def wake_all(self) -> None:
         """The executor is shutting down: every waiter goes on, to see it closed."""
-        for waiter in self.waiters:
+        for _, waiter in self.waiters:
             if not waiter.done():
                 waiter.set_result(None)

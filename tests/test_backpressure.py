@@ -409,6 +409,69 @@ async def test_an_asubmit_waiter_that_loses_its_room_to_a_submit_keeps_its_place
     assert order == ["first", "second"]
 
 
+async def test_asubmit_waiters_that_all_lose_their_room_to_submits_keep_their_order() -> None:
+    order: list[str] = []
+    async with pool(max_workers=1, max_pending=2) as (executor, gate):
+        await gate.hold()
+        queued = [executor.submit(echo, "queued") for _ in range(2)]  # the queue is full
+
+        async def waiter(tag: str) -> None:
+            await executor.asubmit(echo, tag)
+            order.append(tag)
+
+        tasks = []
+        for tag in "abc":
+            tasks.append(asyncio.create_task(waiter(tag)))
+            await yield_to_the_loop()
+        assert all(future.cancel() for future in queued)  # room for two: a and b are woken...
+        executor.submit(echo, "rival 1")  # ...but submits take both places before they run
+        executor.submit(echo, "rival 2")
+        await yield_to_the_loop()
+        assert order == []
+        gate.open()  # each item that starts now makes room for one waiter
+        await asyncio.wait_for(asyncio.gather(*tasks), GENEROUS)
+    assert order == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_asubmit_waiters_get_room_in_the_order_they_came_whatever_overtakes_them(
+    seed: int,
+) -> None:
+    # The one worker is held throughout, so places come free only when a queued item is
+    # cancelled; each round frees a few and lets submits take some of them before the woken
+    # waiters run. However they are overtaken, the waiters get room in the order they came.
+    rng = random.Random(seed)
+    got_room: list[int] = []
+    async with pool(max_workers=1, max_pending=rng.randint(1, 3)) as (executor, gate):
+        await gate.hold()
+        queued: list[AsyncFuture[Any]] = []
+        with pytest.raises(asyncio.QueueFull):
+            while True:
+                queued.append(executor.submit(echo, "filler"))
+
+        async def waiter(n: int) -> None:
+            queued.append(await executor.asubmit(echo, n))
+            got_room.append(n)
+
+        waiters = []
+        for n in range(rng.randint(2, 8)):
+            waiters.append(asyncio.create_task(waiter(n)))
+            await yield_to_the_loop(2)  # in line before the next one comes
+        rounds = 0
+        while not all(w.done() for w in waiters) and rounds < 500:
+            rounds += 1
+            waiting = [f for f in queued if not f.done()]
+            freed = rng.sample(waiting, rng.randint(1, len(waiting)))
+            for future in freed:
+                assert future.cancel()
+            for _ in range(rng.randint(0, len(freed))):  # rivals, before any waiter runs
+                queued.append(executor.submit(echo, "rival"))
+            await yield_to_the_loop(rng.randint(1, 4))
+        assert all(w.done() for w in waiters), f"waiters left after {rounds} rounds"
+    assert got_room == sorted(got_room)
+    assert len(got_room) == len(waiters)
+
+
 # How a call can end while its caller waits for room in the queue.
 ROOM_ENDINGS = [
     pytest.param("timeout", asyncio.TimeoutError, id="its-deadline-passes"),
