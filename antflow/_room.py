@@ -58,14 +58,15 @@ class Room:
         if ticket is None:
             ticket = next(self._tickets)
         while full():
-            entry = (ticket, loop.create_future())
+            waiter: asyncio.Future[None] = loop.create_future()
+            entry = (ticket, waiter)
             self._line_up(entry)
             if holder is not None:
                 holder._room_waiter = entry
             try:
-                await entry[1]
+                await waiter
             except BaseException:
-                if entry[1].done() and not entry[1].cancelled():
+                if waiter.done() and not waiter.cancelled():
                     self.wake_one()  # a wake-up this waiter cannot use goes to the next one
                 elif entry in self.waiters:  # (wake_one drops cancelled waiters itself)
                     self.waiters.remove(entry)
