@@ -145,20 +145,28 @@ class WorkerPool(Pool):
                                     slot.pos = pos
                                     slot.failed(task, failure(exc, fn, coro), self)
                                 else:
+                                    # A success: the slot still holds the call (the one
+                                    # check of the slot that a success pays for).
                                     if slot.call is call:
                                         try:
                                             results[pos] = result  # handed over in place
                                         except IndexError:
                                             call._grow_results(pos)
                                             results[pos] = result
-                                    elif slot.cancelled is not None:
+                                        if timings is not None:
+                                            took = perf_counter() - started
+                                            timings.observe(started - queued, took)
+                                        ran += 1
+                                        if ran < _YIELD_EVERY and len(ring) == 1:
+                                            continue
+                                        break
+                                    if slot.cancelled is not None:
                                         slot.settle_cancelled(task, self)  # swallowed it
+                                # Every rarer outcome above leaves the slot without its call.
                                 if timings is not None:
                                     timings.observe(started - queued, perf_counter() - started)
                                 ran += 1
-                                # Every rarer outcome above leaves the slot without its call.
-                                if ran >= _YIELD_EVERY or len(ring) > 1 or slot.call is not call:
-                                    break
+                                break
                             else:
                                 call._input_ended(None)
                         except BaseException as exc:
@@ -407,18 +415,22 @@ class WorkerPool(Pool):
                     slot.failed(task, failure(exc, fn, coro), self)
                     coro = None
                 else:
-                    if slot.call is call:
+                    if slot.call is call:  # a success, as in _work: one check of the slot
                         results[pos] = result  # handed over in place, as in _work
                         call._done += 1
                         if pos == call._head_pos:
                             call._wake()  # the result that the consumer waits for
-                    elif slot.cancelled is not None:
+                        if timings is not None:
+                            timings.observe(started - queued, perf_counter() - started)
+                        ran += 1
+                        if ran < _YIELD_EVERY and ring and ring[0] is call:
+                            continue
+                        return ran
+                    if slot.cancelled is not None:
                         slot.settle_cancelled(task, self)  # it swallowed our cancel
+                # Every rarer outcome above leaves the slot without its call: the turn ends.
                 if timings is not None:
                     timings.observe(started - queued, perf_counter() - started)
-                ran += 1
-                # Every rarer outcome above leaves the slot without its call.
-                if ran >= _YIELD_EVERY or slot.call is not call or not ring or ring[0] is not call:
-                    return ran
+                return ran + 1
         finally:
             slot.call = None
