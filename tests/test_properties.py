@@ -21,6 +21,9 @@ own), and add to those operations:
 - cancelling the task of a call (the caller of ``map``, the consumer of ``map_iter``), and
   ``aclose()`` of a ``map_iter`` part-way, from the schedule's task: another task than its
   consumer;
+- ``antflow.as_completed`` (to its end, or left after the first future) and
+  ``antflow.wait`` (with each ``return_when``), each in a task of its own, over some of the
+  futures so far, with or without a timeout; and cancelling such a task;
 - a graceful drain, ``shutdown(wait=True, timeout=...)`` with a small timeout, whose
   deadline cancels what is left. (The tests see the moment the deadline passes through a
   spy on the pool's ``terminate``, which the deadline calls, and tell which calls are then
@@ -51,7 +54,14 @@ Whatever the schedule (the tests of the basic schedules check what those can sho
 - once ``shutdown(wait=True)`` returns, every future is done, and no task of the executor is
   left (none but the test's own, which then end, leaving no task at all);
 - the loop's exception handler is never called (no task kind answers a cancel with another
-  exception, so every exception has a future or a call to go to).
+  exception, so every exception has a future or a call to go to);
+- an ``as_completed`` yields each future it was given once, each when it has ended: first
+  those that had ended as it began, in the order given, then the others in the order they
+  ended; its timeout cuts it only once it has yielded every future that has ended, and
+  only while one has not; a ``wait`` returns its futures split into those done and those
+  pending, and only once its ``return_when`` holds (or its timeout has passed), and only
+  ``ALL_COMPLETED`` raises ``TimeoutError``. (A property of its own checks that order where
+  most futures end while the iteration waits.)
 
 Hypothesis drives synchronous tests; each example runs on a fresh event loop of each kind
 (asyncio and uvloop), since pytest-asyncio's loop fixtures and hypothesis do not mix.
@@ -77,6 +87,7 @@ import uvloop
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import antflow
 from antflow import AsyncExecutor, AsyncFuture, ExecutorShutdownError
 
 _T = TypeVar("_T")
@@ -200,8 +211,20 @@ drain_op = st.tuples(st.just("drain"), st.booleans(), st.sampled_from([0.0, 0.00
 
 nap_op = st.tuples(st.just("nap"), st.sampled_from([0.001, 0.003]))  # timers may fire
 
-# How often each operation comes, in twentieths: shutdowns are rarer than the work, so that
-# most schedules keep the executor busy a while.
+# antflow.as_completed (run to its end, or left after the first future) and antflow.wait
+# (with each return_when), in a task of their own, over some of the futures so far (a
+# future may come twice), with or without a timeout.
+WAYS_TO_WAIT = ["as_completed", "as_completed_break", *(s.value for s in antflow.WaitStrategy)]
+wait_op = st.tuples(
+    st.just("wait_on"),
+    st.sampled_from(WAYS_TO_WAIT),
+    st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=6),  # picks
+    st.one_of(st.none(), st.sampled_from([0.0, 0.001, 0.005])),
+)
+cancel_wait_op = st.tuples(st.just("cancel_wait"), st.integers(min_value=0, max_value=100))
+
+# How often each operation comes, relative to the others: shutdowns are rarer than the
+# work, so that most schedules keep the executor busy a while.
 WIDE_OPS: dict[str, tuple[int, st.SearchStrategy[tuple[Any, ...]]]] = {
     "submit": (3, submit_op),
     "asubmit": (2, asubmit_op),
@@ -213,6 +236,8 @@ WIDE_OPS: dict[str, tuple[int, st.SearchStrategy[tuple[Any, ...]]]] = {
     "nap": (1, nap_op),
     "shutdown": (1, shutdown_op),
     "drain": (1, drain_op),
+    "wait_on": (2, wait_op),
+    "cancel_wait": (1, cancel_wait_op),
 }
 wide_schedules = st.lists(
     st.sampled_from(
@@ -220,6 +245,13 @@ wide_schedules = st.lists(
     ).flatmap(lambda name: WIDE_OPS[name][1]),
     min_size=10,
     max_size=30,
+)
+# For the properties of the waits: some submits first, so that every wait of the wide
+# schedule that follows has futures to wait for, some of them still pending.
+waiting_schedules = st.builds(
+    lambda submits, schedule: submits + schedule,
+    st.lists(submit_op, min_size=1, max_size=6),
+    wide_schedules,
 )
 executor_specs = st.builds(
     ExecutorSpec,
@@ -235,6 +267,7 @@ class Submitted:
     kind: str
     key: int
     future: AsyncFuture[Any]
+    pending_when_accepted: bool = True  # its end's place in Report.end_order is exact
     cancel_requested: bool = False
     cancelled_while_queued: bool = False
     shutdown_cancel_after: bool = False  # shutdown(cancel_futures=True) came after it
@@ -260,6 +293,28 @@ class CallRun:
     closed_by_other: bool = False  # aclose() from another task before the consumer ended
 
 
+@dataclass(eq=False)
+class WaitRun:
+    """One ``antflow.as_completed`` or ``antflow.wait`` (``how``: see WAYS_TO_WAIT), in
+    its own task, and what it saw; ``wrong`` lists what it saw that it must not."""
+
+    how: str
+    futures: list[AsyncFuture[Any]]  # as given (a future may come twice)
+    timeout: float | None
+    task: asyncio.Task[None] = field(init=False)
+    done_before: list[AsyncFuture[Any]] = field(default_factory=list)  # as it began
+    yielded: list[AsyncFuture[Any]] = field(default_factory=list)  # as_completed
+    done: set[AsyncFuture[Any]] | None = None  # wait's two sets
+    pending: set[AsyncFuture[Any]] | None = None
+    outcome: str = "not ended"  # returned, TimeoutError or raised ... (cancelled: see task)
+    cancel_requested: bool = False
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def unique(self) -> list[AsyncFuture[Any]]:
+        return list(dict.fromkeys(self.futures))
+
+
 @dataclass
 class Report:
     """What happened during one schedule, for the properties to check."""
@@ -267,7 +322,9 @@ class Report:
     spec: ExecutorSpec
     submitted: list[Submitted] = field(default_factory=list)
     calls: list[CallRun] = field(default_factory=list)
+    waits: list[WaitRun] = field(default_factory=list)
     ends: collections.Counter[int] = field(default_factory=collections.Counter)
+    end_order: list[int] = field(default_factory=list)  # the futures' keys, as they ended
     called: collections.Counter[int] = field(default_factory=collections.Counter)
     flaky_failures: int = 0
     map_returned: int = 0
@@ -411,8 +468,13 @@ class Runner:
         report = self.report
         if report.shutdown_seen:
             report.wrong_refusals.append(f"task {key} accepted after shutdown")
-        future.add_done_callback(lambda _future: report.ends.update([key]))
-        report.submitted.append(Submitted(kind, key, future))
+
+        def ended(_future: AsyncFuture[Any]) -> None:
+            report.ends.update([key])
+            report.end_order.append(key)  # callbacks run in the order the futures ended
+
+        future.add_done_callback(ended)
+        report.submitted.append(Submitted(kind, key, future, not future.done()))
         self.sample()
 
     def submit(self, kind: str, n_ticks: int) -> None:
@@ -539,6 +601,57 @@ class Runner:
             number = self.report.calls.index(run)
             self.report.unclosed.append(f"aclose() of call {number} returned, its input open")
 
+    def wait_on(self, how: str, picks: list[int], timeout: float | None) -> None:
+        # Counted from the latest future back: the latest are the likeliest to be pending.
+        submitted = self.report.submitted
+        futures = [submitted[-1 - i % len(submitted)].future for i in picks] if submitted else []
+        run = WaitRun(how, futures, timeout)
+        self.report.waits.append(run)
+        run.task = self.helper(self.wait_for(run))
+
+    async def wait_for(self, run: WaitRun) -> None:
+        unique = run.unique
+        # Both begin without suspending: as_completed at its first __anext__, wait at once.
+        run.done_before = [f for f in unique if f.done()]
+        try:
+            if run.how.startswith("as_completed"):
+                async for future in antflow.as_completed(run.futures, timeout=run.timeout):
+                    if not future.done():
+                        run.wrong.append(f"yielded future {unique.index(future)} not done")
+                    run.yielded.append(future)
+                    if run.how == "as_completed_break":
+                        break
+            else:
+                run.done, run.pending = await antflow.wait(
+                    run.futures, timeout=run.timeout, return_when=run.how
+                )
+                if any(not f.done() for f in run.done):
+                    run.wrong.append("a future of the done set is not done")
+                if any(f.done() for f in run.pending):
+                    run.wrong.append("a future of the pending set is done")
+        except asyncio.TimeoutError:
+            run.outcome = "TimeoutError"
+            # By then every future that had ended was handed over (as_completed), or made
+            # no difference (wait): the timeout may only cut a wait for one still pending.
+            if all(f.done() for f in unique):
+                run.wrong.append("TimeoutError with every future done")
+            unyielded_done = [f for f in unique if f.done() and f not in run.yielded]
+            if run.how.startswith("as_completed") and unyielded_done:
+                run.wrong.append(f"TimeoutError with {len(unyielded_done)} ended, not yielded")
+            return
+        except asyncio.CancelledError:
+            raise  # (the task's own state tells: it may be cancelled before it begins)
+        except BaseException as exc:
+            run.outcome = f"raised {exc!r}"
+            return
+        run.outcome = "returned"
+
+    def cancel_wait(self, index: int) -> None:
+        waits = self.report.waits
+        if waits:
+            run = waits[index % len(waits)]
+            run.cancel_requested = run.cancel_requested or run.task.cancel()
+
     async def shutdown(
         self, wait: bool, cancel_futures: bool, timeout: float | None = None
     ) -> None:
@@ -627,6 +740,10 @@ class Runner:
                 await self.shutdown(wait=op[1], cancel_futures=op[2])
             elif name == "drain":
                 await self.shutdown(wait=True, cancel_futures=op[1], timeout=op[2])
+            elif name == "wait_on":
+                self.wait_on(op[1], op[2], op[3])
+            elif name == "cancel_wait":
+                self.cancel_wait(op[1])
 
         report.shutdown_seen = True
         await executor.shutdown(wait=True)
@@ -1007,6 +1124,161 @@ def test_no_exception_of_a_wide_schedule_is_left_to_the_loops_exception_handler(
     # nor any error of the executor's own.
     report = run_on(new_loop, run_wide_schedule(spec, schedule))
     assert report.handler_calls == []
+
+
+# -- antflow.as_completed and antflow.wait in the wide schedules --------------------------
+
+
+def end_places(report: Report) -> dict[AsyncFuture[Any], int | None]:
+    """Each future's place in the order the futures ended (None where the record is not
+    exact: a future that asubmit handed over after it had ended)."""
+    place = {key: n for n, key in enumerate(report.end_order)}
+    return {
+        e.future: place.get(e.key) if e.pending_when_accepted else None for e in report.submitted
+    }
+
+
+def as_completed_problem(run: WaitRun, ended_at: dict[AsyncFuture[Any], int | None]) -> str | None:
+    """What is wrong with what an ``as_completed`` yielded, or None."""
+    unique, yielded = run.unique, run.yielded
+    if run.wrong:
+        return "; ".join(run.wrong)
+    if len(set(yielded)) != len(yielded) or not set(yielded) <= set(unique):
+        return f"yielded {len(yielded)} futures, not each of the {len(unique)} given at most once"
+    if run.task.cancelled():  # (perhaps before it began: then it saw nothing)
+        return None if run.cancel_requested else "cancelled, though nobody cancelled it"
+    if run.outcome == "TimeoutError":
+        if run.timeout is None:
+            return "TimeoutError without a timeout"
+    elif run.outcome != "returned":
+        return f"ended with {run.outcome}"
+    elif len(yielded) != (len(unique) if run.how == "as_completed" else min(1, len(unique))):
+        return f"returned after {len(yielded)} of {len(unique)} futures"
+    # First the futures that had ended as it began, in the order given; then as they ended.
+    before = run.done_before
+    if yielded[: len(before)] != before[: len(yielded)]:
+        return "did not yield first, in the order given, the futures that had ended"
+    places = [ended_at[f] for f in yielded[len(before) :]]
+    known = [p for p in places if p is not None]
+    if known != sorted(known):
+        return f"yielded the futures that ended {places}th, not in the order they ended"
+    return None
+
+
+def wait_problem(run: WaitRun) -> str | None:
+    """What is wrong with how an ``antflow.wait`` ended, or None."""
+    if run.wrong:
+        return "; ".join(run.wrong)
+    if run.task.cancelled():  # (perhaps before it began: then it saw nothing)
+        return None if run.cancel_requested else "cancelled, though nobody cancelled it"
+    timed = run.timeout is not None
+    if run.outcome == "TimeoutError":
+        # Only ALL_COMPLETED raises it (the other two return on their timeout).
+        return None if timed and run.how == "ALL_COMPLETED" else f"{run.how} raised TimeoutError"
+    if run.outcome != "returned":
+        return f"ended with {run.outcome}"
+    assert run.done is not None and run.pending is not None
+    unique, done, pending = set(run.unique), run.done, run.pending
+    if done | pending != unique or done & pending:
+        return "its two sets do not split the futures it was given"
+    failed = any(not f.cancelled() and f.exception() is not None for f in done)
+    if pending and (
+        run.how == "ALL_COMPLETED"
+        or (run.how == "FIRST_COMPLETED" and not done and not timed)
+        or (run.how == "FIRST_EXCEPTION" and not failed and not timed)
+    ):
+        return f"{run.how} returned with {len(done)} done, {len(pending)} pending"
+    return None
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+@PROPERTY_SETTINGS
+@given(spec=executor_specs, schedule=waiting_schedules)
+def test_as_completed_in_a_wide_schedule_yields_each_future_once_in_the_order_they_ended(
+    new_loop: LoopFactory, spec: ExecutorSpec, schedule: list[tuple[Any, ...]]
+) -> None:
+    report = run_on(new_loop, run_wide_schedule(spec, schedule))
+    ended_at = end_places(report)
+    problems = {
+        n: as_completed_problem(run, ended_at)
+        for n, run in enumerate(report.waits)
+        if run.how.startswith("as_completed")
+    }
+    assert {n: problem for n, problem in problems.items() if problem} == {}
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+@PROPERTY_SETTINGS
+@given(spec=executor_specs, schedule=waiting_schedules)
+def test_wait_in_a_wide_schedule_returns_once_its_condition_holds_with_the_futures_split(
+    new_loop: LoopFactory, spec: ExecutorSpec, schedule: list[tuple[Any, ...]]
+) -> None:
+    report = run_on(new_loop, run_wide_schedule(spec, schedule))
+    problems = {
+        n: wait_problem(run)
+        for n, run in enumerate(report.waits)
+        if not run.how.startswith("as_completed")
+    }
+    assert {n: problem for n, problem in problems.items() if problem} == {}
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+@PROPERTY_SETTINGS
+@given(
+    max_workers=pool_sizes,
+    items=st.lists(
+        st.tuples(st.sampled_from(["ok", "error", "self_cancel"]), ticks), min_size=1, max_size=12
+    ),
+    cancels=st.lists(st.integers(min_value=0, max_value=100), max_size=3),
+    timeout=st.one_of(st.none(), st.sampled_from([0.0, 0.001])),
+)
+def test_as_completed_yields_futures_in_the_order_they_end_whatever_their_delays(
+    new_loop: LoopFactory,
+    max_workers: int,
+    items: list[tuple[str, int]],
+    cancels: list[int],
+    timeout: float | None,
+) -> None:
+    # The schedules above mostly wait for futures that have ended already; here every
+    # iteration begins before any item has run, so most futures end while it waits. Its
+    # timeout, if any, cuts it only once every future that has ended was yielded.
+    async def item(kind: str, n_ticks: int) -> str:
+        for _ in range(n_ticks):
+            await asyncio.sleep(0)
+        if kind == "error":
+            raise ValueError(kind)
+        if kind == "self_cancel":
+            raise asyncio.CancelledError()
+        return kind
+
+    async def main() -> tuple[list[int], list[int], list[int], list[int] | None]:
+        left: list[int] | None = None  # what had not ended when the timeout cut it
+        async with AsyncExecutor(max_workers=max_workers) as executor:
+            futures = [executor.submit(item, kind, n_ticks) for kind, n_ticks in items]
+            for index in cancels:
+                futures[index % len(futures)].cancel()  # ended at once: ended "before"
+            number = {future: n for n, future in enumerate(futures)}
+            before = [number[f] for f in futures if f.done()]
+            ended: list[int] = []
+            for future in futures:
+                if not future.done():
+                    future.add_done_callback(lambda f: ended.append(number[f]))
+            got: list[int] = []
+            try:
+                async for future in antflow.as_completed(futures, timeout=timeout):
+                    got.append(number[future])
+            except asyncio.TimeoutError:
+                left = [number[f] for f in futures if not f.done()]
+            await asyncio.sleep(0)  # the last done-callbacks run
+        return before, ended, got, left
+
+    before, ended, got, left = run_on(new_loop, main())
+    assert got == (before + ended)[: len(got)]
+    if left is None:
+        assert sorted(got) == list(range(len(items)))
+    else:
+        assert timeout is not None
+        assert left and sorted(got + left) == list(range(len(items)))
 
 
 # -- map and map_iter over random inputs --------------------------------------------------
