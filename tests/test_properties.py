@@ -474,7 +474,9 @@ class Runner:
             report.end_order.append(key)  # callbacks run in the order the futures ended
 
         future.add_done_callback(ended)
-        report.submitted.append(Submitted(kind, key, future, not future.done()))
+        report.submitted.append(
+            Submitted(kind, key, future, pending_when_accepted=not future.done())
+        )
         self.sample()
 
     def submit(self, kind: str, n_ticks: int) -> None:
