@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 from collections import deque
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["Room"]
+
+_TICKET = itemgetter(0)  # a line entry is (ticket, waiter): the line is sorted by ticket
 
 
 class Room:
@@ -60,7 +64,9 @@ class Room:
         while full():
             waiter: asyncio.Future[None] = loop.create_future()
             entry = (ticket, waiter)
-            self._line_up(entry)
+            # In ticket order: a newcomer goes to the back, one woken and overtaken back to
+            # its place near the front.
+            bisect.insort(self.waiters, entry, key=_TICKET)
             if holder is not None:
                 holder._room_waiter = entry
             try:
@@ -75,18 +81,6 @@ class Room:
                 if holder is not None:
                     holder._room_waiter = None
         return ticket
-
-    def _line_up(self, entry: tuple[int, asyncio.Future[None]]) -> None:
-        waiters = self.waiters
-        if not waiters or waiters[-1][0] < entry[0]:
-            waiters.append(entry)  # a newcomer: the back of the line
-            return
-        place = 0  # one woken and overtaken: back to its place, near the front
-        for ticket, _ in waiters:
-            if ticket > entry[0]:
-                break
-            place += 1
-        waiters.insert(place, entry)
 
     def release(self, entry: tuple[int, asyncio.Future[None]]) -> None:
         """Let one waiter go without a place (its call has ended): it takes no wake-up."""
