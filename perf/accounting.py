@@ -260,18 +260,16 @@ def per_item_counts(workload: str, n: int, out: Path) -> dict[str, dict[str, flo
 def time_rounds(workload: str, names: list[str], n: int, rounds: int) -> dict[str, Any]:
     """µs per item (median over rounds) and the median per-round ratio to the floor."""
     loop, task = wl.new_loop("uvloop"), wl.WORKLOAD[workload].task
-    seconds: dict[str, list[float]] = {name: [] for name in names}
+
+    def timed(name: str) -> float:
+        took, res = _batch(loop, name, task, n)
+        _check(name, n, res)
+        return took
+
     try:
         for name in names:  # warm-up
             _check(name, n, _batch(loop, name, task, n)[1])
-        for r in range(rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for name in order if r % 2 == 0 else order[::-1]:
-                res: list[Any] = []
-                gc.collect()
-                took, res = _batch(loop, name, task, n)
-                _check(name, n, res)
-                seconds[name].append(took)
+        seconds = wl.rotating_rounds(names, rounds, timed)
     finally:
         loop.close()
     floor = seconds["floor"]

@@ -8,7 +8,7 @@ whole-millisecond timers fall, not by what each contender costs (perf/README, "W
 figures say"). This sweep shows it: every item first spins for k µs (the same for every
 contender), then sleeps 1 ms; each k is a row of the table, each contender a column (ms
 for n items, the median of --rounds batches; the contenders rotate within a round, in one
-warm process, gc.collect() before each batch outside the clock).
+warm process, gc.collect() before each batch outside the clock: registry.rotating_rounds).
 
 The floor's own column is a sawtooth in k, and each executor's column is the floor's moved
 along k by the executor's cost per item. The last lines estimate that shift: the c that
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import importlib.util
 import os
 import statistics
@@ -101,22 +100,33 @@ def shift(floor: list[float], other: list[float], step: float) -> float:
     return best
 
 
-async def sweep(bodies: dict[str, Body], ks: list[float], n: int, rounds: int) -> list[dict]:
+def timer(
+    loop: asyncio.AbstractEventLoop, bodies: dict[str, Body], k: float, n: int
+) -> Callable[[str], float]:
+    """Times one batch of n items with k µs of work each, by contender name, and checks it."""
+    fn, expected = io_task(k), list(range(n))
+
+    def timed(name: str) -> float:
+        t0 = time.perf_counter()
+        res = loop.run_until_complete(bodies[name](fn, n))
+        took = time.perf_counter() - t0
+        if res != expected:
+            raise SystemExit(f"{name} returned wrong results at k = {k}")
+        return took
+
+    return timed
+
+
+def sweep(
+    loop: asyncio.AbstractEventLoop, bodies: dict[str, Body], ks: list[float], n: int, rounds: int
+) -> list[dict[str, float]]:
     rows = []
     names = list(bodies)
     for k in ks:
-        fn = io_task(k)
-        for body in bodies.values():  # warm-up
-            await body(fn, n)
-        times: dict[str, list[float]] = {name: [] for name in names}
-        for r in range(rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                gc.collect()
-                t0 = time.perf_counter()
-                res = await bodies[name](fn, n)
-                times[name].append(time.perf_counter() - t0)
-                if sorted(res) != list(range(n)):
-                    raise SystemExit(f"{name} returned wrong results at k = {k}")
+        timed = timer(loop, bodies, k, n)
+        for name in names:  # warm-up
+            timed(name)
+        times = wl.rotating_rounds(names, rounds, timed)
         rows.append({"k": k, **{name: statistics.median(v) * 1e3 for name, v in times.items()}})
         line = "  ".join(f"{name} {rows[-1][name]:7.1f}" for name in names)
         print(f"k = {k:4.1f} µs   {line}", file=sys.stderr, flush=True)
@@ -140,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ks = [round(i * args.step, 3) for i in range(args.steps)]
     loop = wl.new_loop(args.loop)
     try:
-        rows = loop.run_until_complete(sweep(bodies, ks, args.n, args.rounds))
+        rows = sweep(loop, bodies, ks, args.n, args.rounds)
     finally:
         loop.close()
     names = list(bodies)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import os
 import sys
@@ -238,6 +239,24 @@ async def timed_batch(contender: Contender, workload: str, n: int) -> tuple[floa
         t0 = time.perf_counter()
         res = await contender.body(fn, n, state)
         return time.perf_counter() - t0, res
+
+
+def rotating_rounds(
+    names: list[str], rounds: int, timed: Callable[[str], float]
+) -> dict[str, list[float]]:
+    """The seconds of ``timed(name)`` for every name, ``rounds`` times over.
+
+    The order rotates from round to round and runs backwards every other round, so that
+    the machine's drift and each name's neighbours spread over all of them; gc.collect()
+    runs before every call, outside the clock (``timed`` times and checks one batch).
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order if r % 2 == 0 else order[::-1]:
+            gc.collect()
+            seconds[name].append(timed(name))
+    return seconds
 
 
 def run_body(contender: Contender, workload: str, loop_name: str, n: int) -> tuple[float, list]:

@@ -37,6 +37,7 @@ from registry import (  # noqa: F401  (re-exported for worker.py, profile.py and
     loops_for,
     new_loop,
     quick,
+    rotating_rounds,
     run_body,
     sizes,
     unavailable,
